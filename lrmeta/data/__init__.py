@@ -1,0 +1,59 @@
+"""Real datasets, loaded offline first, batched on device."""
+
+from __future__ import annotations
+
+from lrmeta.data import cifar10, fashion_mnist
+from lrmeta.data.base import (Batch, Dataset, carve_validation, make_dataset,
+                              random_crop_flip, symmetric_label_noise)
+
+DATASETS = ("fashion_mnist", "cifar10")
+SOURCES = ("local", "tfds")
+
+
+def load_dataset(name: str, *, source: str = "local",
+                 data_dir: str | None = None, num_val: int = 5000,
+                 seed: int = 0, label_noise: float = 0.0,
+                 augment: str | None = None,
+                 max_train: int | None = None) -> Dataset:
+  """Loads a dataset with a held-out validation split carved from train.
+
+  Args:
+    name: ``"fashion_mnist"`` or ``"cifar10"``.
+    source: ``"local"`` (offline files: Debian's Fashion-MNIST package, the
+      CIFAR-10 JPEG copy) or ``"tfds"`` (``tfds.load``, needs internet and the
+      ``[tfds]`` extra).
+    data_dir: where the local files are (default: ``LRMETA_DATA_DIR`` /
+      ``LRMETA_CIFAR10_JPEG`` or the standard locations).
+    num_val: number of training examples held out as the validation split.
+    seed: seed of the validation split and of the label noise.
+    label_noise: fraction of training labels replaced uniformly at random.
+    augment: ``"none"`` or ``"crop_flip"``; default ``crop_flip`` for CIFAR-10.
+    max_train: keep only this many training examples (for small runs/tests).
+
+  Returns:
+    A device-resident :class:`Dataset`.
+  """
+  if name not in DATASETS:
+    raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+  if source not in SOURCES:
+    raise ValueError(f"data source must be one of {SOURCES}, got {source!r}")
+  if name == "fashion_mnist":
+    loader = (fashion_mnist.load_arrays if source == "local"
+              else fashion_mnist.load_arrays_tfds)
+    display = "Fashion-MNIST"
+    default_aug = "none"
+  else:
+    loader = (cifar10.load_arrays if source == "local"
+              else cifar10.load_arrays_tfds)
+    display = cifar10.JPEG_NAME if source == "local" else "CIFAR-10"
+    default_aug = "crop_flip"
+  train, test = loader(data_dir)
+  return make_dataset(display, train, test, 10, num_val=num_val, seed=seed,
+                      label_noise=label_noise,
+                      augment=augment if augment is not None else default_aug,
+                      max_train=max_train)
+
+
+__all__ = ["Batch", "Dataset", "DATASETS", "load_dataset", "make_dataset",
+           "carve_validation", "symmetric_label_noise", "random_crop_flip",
+           "fashion_mnist", "cifar10"]
