@@ -1,6 +1,7 @@
 """Inner training loops (scanned, vmapped, reference) and their state."""
 
-from lrmeta.train.loop import (History, init_population, replicate_keys,
+from lrmeta.train.loop import (History, init_population, population_mesh,
+                               replicate_keys,
                                shard_population, stack_hparams, train,
                                train_population, train_reference)
 from lrmeta.train.state import (TrainState, applied_learning_rate,
@@ -8,7 +9,7 @@ from lrmeta.train.state import (TrainState, applied_learning_rate,
                                 run_steps, train_step, with_validation_loss)
 
 __all__ = ["History", "TrainState", "applied_learning_rate", "as_extra_args",
-           "init_population", "init_state", "loss_signal", "replicate_keys",
+           "init_population", "init_state", "loss_signal", "population_mesh", "replicate_keys",
            "run_steps", "shard_population", "stack_hparams", "train",
            "train_population", "train_reference", "train_step",
            "with_validation_loss"]

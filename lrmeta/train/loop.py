@@ -201,7 +201,10 @@ def train_population(task: Task, make_optimizer: OptimizerFactory,
       def member(h, s):
         return run_steps(task, make_optimizer(h), s, n, signals=signals,
                          unroll=unroll)
-      cache[n] = jax.jit(lambda s: jax.vmap(member)(hparams, s))
+      run = jax.jit(jax.vmap(member))
+      # hparams travel as an argument (not a constant) so that they keep the
+      # sharding the caller gave them, matching the state's.
+      cache[n] = lambda s, run=run: run(hparams, s)
     return cache[n]
 
   eval_jit = jax.jit(jax.vmap(lambda s: _evaluate(
@@ -225,13 +228,25 @@ def train_reference(task: Task, optimizer: optax.GradientTransformation,
   return state, {k: np.asarray([m[k] for m in hist]) for k in hist[0]}
 
 
+def population_mesh(devices=None, axis_name: str = "pop") -> jax.sharding.Mesh:
+  """A 1-D mesh over ``devices`` (default: all) for the population axis.
+
+  Its axis type is ``Auto``: shardings of the population inputs propagate
+  through ``jit``/``vmap`` (GSPMD), so the loop code stays sharding-agnostic.
+  """
+  devices = jax.devices() if devices is None else devices
+  return jax.make_mesh((len(devices),), (axis_name,), devices=devices,
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
 def shard_population(tree: Any, mesh: jax.sharding.Mesh,
                      axis_name: str = "pop") -> Any:
   """Places a population pytree with its leading axis split over ``mesh``.
 
   Example::
 
-    mesh = jax.make_mesh((jax.device_count(),), ("pop",))
+    mesh = population_mesh()
+    h, keys = shard_population((h, keys), mesh)  # every population input
     state = shard_population(init_population(task, mk, h, keys), mesh)
     train_population(task, mk, h, keys, n, state=state)
   """

@@ -6,6 +6,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lrmeta.tasks.base import Task
@@ -79,7 +80,12 @@ def applied_learning_rate(opt_state: optax.OptState) -> jax.Array:
   product is returned; with none, NaN (wrap the base optimizer in
   ``optax.inject_hyperparams`` to have it recorded).
   """
-  found = optax.tree_utils.tree_get_all_with_path(opt_state, "learning_rate")
+  found = [
+      (path, v) for path, v in optax.tree_utils.tree_get_all_with_path(
+          opt_state, "learning_rate")
+      # inject_hyperparams also keeps a schedule *state* under this name
+      # (a NamedTuple counter); only array values are rates.
+      if isinstance(v, (jax.Array, np.ndarray, float))]
   if not found:
     return jnp.asarray(jnp.nan, jnp.float32)
   lr = jnp.ones((), jnp.float32)
@@ -107,8 +113,8 @@ def train_step(task: Task, optimizer: optax.GradientTransformation,
   metrics = {
       "train_loss": loss,
       "train_acc": (jnp.argmax(logits, -1) == batch.label).mean(),
-      "grad_norm": optax.global_norm(grads),
-      "update_norm": optax.global_norm(updates),
+      "grad_norm": optax.tree.norm(grads),
+      "update_norm": optax.tree.norm(updates),
       "lr": applied_learning_rate(opt_state),
   }
   return TrainState(state.step + 1, params, model_state, opt_state,

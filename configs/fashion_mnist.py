@@ -1,0 +1,51 @@
+"""Main job: the small CNN on Fashion-MNIST under three classic LR schedules.
+
+  lrmeta train --config configs/fashion_mnist.py          # 1 epoch, 2 seeds
+  lrmeta train --config configs/fashion_mnist.py:small    # seconds, for tests
+"""
+
+import ml_collections
+
+
+def get_config(variant=None):
+  c = ml_collections.ConfigDict()
+  c.name = "fashion_mnist_small_cnn"
+  c.output_dir = "results/fashion_mnist"
+  c.seeds = (0, 1)
+
+  c.task = ml_collections.ConfigDict()
+  c.task.dataset = "fashion_mnist"
+  c.task.model = "small_cnn"
+  c.task.batch_size = 128
+  c.task.num_val = 5000
+  c.task.label_noise = 0.0
+  c.task.max_train = 0          # 0: the whole training split
+  c.task.data_seed = 0
+  c.task.data_dir = ""          # "": LRMETA_DATA_DIR or the Debian package
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "sgd"      # sgd | adam
+  c.optimizer.momentum = 0.9
+  c.optimizer.weight_decay = 0.0
+
+  # Controllers to compare: LR schedules by name with their peak rate.
+  c.schedules = ("constant", "cosine", "step")
+  c.learning_rate = 0.05
+
+  c.train = ml_collections.ConfigDict()
+  c.train.epochs = 1.0
+  c.train.eval_every = 100
+  c.train.eval_examples = 0     # 0: whole splits
+
+  if variant == "small":
+    c.seeds = (0,)
+    c.task.max_train = 2000
+    c.task.num_val = 500
+    c.task.batch_size = 32
+    c.train.epochs = 1.0
+    c.train.eval_every = 31
+    c.train.eval_examples = 500
+    c.output_dir = "results/fashion_mnist_small"
+  elif variant not in (None, ""):
+    raise ValueError(f"unknown variant {variant!r}; use '' or 'small'")
+  return c

@@ -1,0 +1,5 @@
+import sys
+
+from lrmeta.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Config-driven experiments: configs, jobs, results folders."""

@@ -1,0 +1,91 @@
+"""The `lrmeta train` job: controllers compared on one task, seeds vmapped."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import jax
+import numpy as np
+
+from lrmeta.experiments import results as res
+from lrmeta.experiments.config import check_range
+from lrmeta.experiments.optim import base_optimizer, simple_schedule
+from lrmeta.tasks import make_task
+from lrmeta.train import train_population
+
+
+def build_task(cfg):
+  """The task a config describes (shared by every job)."""
+  check_range(cfg, "task.batch_size", 1)
+  check_range(cfg, "task.label_noise", 0.0, 1.0)
+  check_range(cfg, "task.num_val", 1)
+  data_kwargs = {"num_val": cfg.task.num_val, "seed": cfg.task.data_seed,
+                 "label_noise": cfg.task.label_noise,
+                 "max_train": cfg.task.max_train or None}
+  if cfg.task.data_dir:
+    data_kwargs["data_dir"] = cfg.task.data_dir
+  return make_task(cfg.task.dataset, cfg.task.model,
+                   batch_size=cfg.task.batch_size, data_kwargs=data_kwargs)
+
+
+def num_steps(cfg, task) -> int:
+  check_range(cfg, "train.epochs", 1e-6)
+  return max(1, int(round(cfg.train.epochs * task.dataset.num_train /
+                          task.batch_size)))
+
+
+def run(cfg, *, quiet: bool = False) -> dict:
+  """Trains every schedule in ``cfg.schedules`` over ``cfg.seeds``.
+
+  Seeds of one method train as one vmapped population. Writes the results
+  folder (config.json, metrics.jsonl, history.csv, summary.md, curves.png)
+  and returns the summary rows.
+  """
+  task = build_task(cfg)
+  steps = num_steps(cfg, task)
+  out = res.run_dir(cfg.output_dir)
+  res.write_config(out, cfg)
+  keys = jax.numpy.stack([jax.random.key(int(s)) for s in cfg.seeds])
+  rows, metrics, history, curves = [], [], [], {}
+  for name in cfg.schedules:
+    sched = simple_schedule(name, cfg.learning_rate, steps)
+    opt = base_optimizer(cfg.optimizer.name, sched,
+                         momentum=cfg.optimizer.momentum,
+                         weight_decay=cfg.optimizer.weight_decay)
+    _, hist = train_population(
+        task, lambda _: opt, None, keys, steps,
+        eval_every=cfg.train.eval_every,
+        eval_examples=cfg.train.eval_examples or None, progress=not quiet)
+    test_acc = hist.final("test_acc")
+    rows.append({"method": name, "test_acc": res.mean_std(test_acc),
+                 "val_acc": res.mean_std(hist.final("val_acc")),
+                 "test_loss": res.mean_std(hist.final("test_loss")),
+                 "wall_s": f"{hist.wall_time:.1f}"})
+    for i, seed in enumerate(cfg.seeds):
+      for j, step in enumerate(hist.eval_steps):
+        metrics.append({"method": name, "seed": int(seed), "step": int(step),
+                        **{k: float(v[i, j]) for k, v in hist.evals.items()}})
+      for t in range(steps):
+        history.append({"method": name, "seed": int(seed), "step": t + 1,
+                        **{k: float(v[i, t]) for k, v in hist.steps.items()}})
+    curves[name] = {"lr": hist.steps["lr"],
+                    "train_loss": hist.steps["train_loss"],
+                    "eval_steps": hist.eval_steps,
+                    "test_acc": hist.evals["test_acc"]}
+  res.write_jsonl(out / "metrics.jsonl", metrics)
+  res.write_csv(out / "history.csv", history)
+  header = ["method", "test acc", "val acc", "test loss", "wall s"]
+  table = res.markdown_table(header, [list(r.values()) for r in rows])
+  note = (f"{task.dataset.name}, model {cfg.task.model}, "
+          f"{task.dataset.num_train} training images, {steps} steps of batch "
+          f"{task.batch_size} ({cfg.train.epochs} epochs), "
+          f"{cfg.optimizer.name} lr {cfg.learning_rate}, seeds "
+          f"{list(cfg.seeds)} (mean ± std), backend {jax.default_backend()}.")
+  (out / "summary.md").write_text(f"# {cfg.name}\n\n{note}\n\n{table}")
+  res.plot_runs(out / "curves.png", curves, cfg.name)
+  print(f"\n{note}\n\n{table}\nresults written to {out}/")
+  summary = {"results_dir": str(out), "steps": steps,
+             "test_acc": {r["method"]: r["test_acc"] for r in rows}}
+  print(json.dumps(summary))
+  return summary
