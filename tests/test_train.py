@@ -121,3 +121,40 @@ def test_bad_arguments_are_errors(fmnist_task):
   with pytest.raises(ValueError, match="eval_every"):
     train(fmnist_task, _sgd(), jax.random.key(0), 5, eval_every=0,
           progress=False)
+
+
+def test_population_sharded_over_two_host_devices():
+  """Same run on a 2-device mesh (forced host devices) as on one device."""
+  import os
+  import subprocess
+  import sys
+  code = r"""
+import jax, jax.numpy as jnp, numpy as np, optax
+from lrmeta.data import load_dataset
+from lrmeta.tasks import make_task
+from lrmeta.train import (population_mesh, shard_population, init_population,
+                          train_population)
+assert jax.device_count() == 2
+ds = load_dataset("fashion_mnist", num_val=200, max_train=500)
+task = make_task("fashion_mnist", "small_cnn", batch_size=16, data=ds,
+                 model_kwargs={"features": (4, 8), "hidden": 16})
+mk = lambda h: optax.sgd(h["lr"], momentum=0.9)
+h = {"lr": jnp.array([0.01, 0.02, 0.05, 0.1])}
+keys = jax.random.split(jax.random.key(0), 4)
+_, ref = train_population(task, mk, h, keys, 4, eval_every=4,
+                          eval_examples=100, progress=False)
+mesh = population_mesh()
+hs, ks = shard_population((h, keys), mesh)
+st = init_population(task, mk, hs, ks)
+assert len(st.params["Dense_0"]["kernel"].sharding.device_set) == 2
+st, hist = train_population(task, mk, hs, ks, 4, eval_every=4,
+                            eval_examples=100, progress=False, state=st)
+np.testing.assert_allclose(hist.steps["train_loss"], ref.steps["train_loss"],
+                           rtol=1e-5)
+print("OK")
+"""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu")
+  r = subprocess.run([sys.executable, "-c", code], env=env,
+                     capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0 and r.stdout.strip().endswith("OK"), r.stderr[-3000:]

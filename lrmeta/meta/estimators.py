@@ -1,0 +1,402 @@
+"""Meta-gradient estimators behind one interface.
+
+Every estimator holds a population of ``num_tasks`` inner runs (vmapped) of
+an :class:`~lrmeta.meta.problem.InnerProblem`, each an episode of
+``horizon`` inner steps, and exposes two pure functions:
+
+* ``init(theta, key) -> EstimatorState``;
+* ``estimate(theta, state, key) -> (meta_grad, state, metrics)``.
+
+Each ``estimate`` call processes one truncation of ``window`` steps of every
+member's episode (plus ``skip`` forward-only steps before it, for truncated
+backprop), then scores it with ``problem.meta_loss``. When an episode reaches
+``horizon`` the member restarts from a fresh initialisation (a new key).
+``window == horizon`` is the untruncated case: every call is one whole run.
+
+The meta-objective is therefore the sum over truncations of the meta-loss at
+each truncation's end (the usual truncated objective, learned_optimization);
+with one truncation it is the meta-loss after the full unroll.
+
+* :class:`TruncatedBackprop` (and :func:`unrolled`, :func:`one_step_lookahead`):
+  reverse-mode through the window, with the state at the window start
+  treated as constant (biased for ``window < horizon``).
+* :class:`AntitheticES`: antithetic Gaussian perturbations of ``theta`` over
+  the window, ``N`` pairs vmapped (biased for ``window < horizon``).
+* :class:`PES`: persistent evolution strategies; each pair keeps its own
+  perturbed inner runs and the sum of its perturbations since the episode
+  start, which makes the sum of estimates over an episode unbiased for the
+  Gaussian-smoothed episode objective.
+
+NaN guard: a member (or ES pair) whose meta-loss or gradient is not finite is
+left out of the average (``metrics["diverged"]`` counts members with at least
+one non-finite run) and the member's inner runs restart at the next call, so
+a diverging run never poisons ``theta``.
+
+References:
+  Vicol, Metz, Sohl-Dickstein, "Unbiased Gradient Estimation in Unrolled
+  Computation Graphs with Persistent Evolution Strategies", ICML 2021.
+  Salimans et al., "Evolution Strategies as a Scalable Alternative to
+  Reinforcement Learning", 2017 (antithetic sampling).
+  Shu et al., "MLR-SNet", TPAMI 2022 (one-step lookahead meta-update).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from lrmeta.meta.problem import InnerProblem
+
+Theta = Any
+
+
+class EstimatorState(NamedTuple):
+  """Population state of an estimator.
+
+  Attributes:
+    inner: inner runs, leading axis ``[P]`` (``[P, 2N]`` for PES: the
+      ``+`` runs of the N pairs, then the ``-`` runs).
+    keys: ``[P]`` base keys; episode ``e`` of member ``p`` starts from
+      ``fold_in(keys[p], e)``.
+    episode: ``[P]`` int32 episodes started so far.
+    accum: PES perturbation sums ``[P, N, ...theta]`` (``()`` otherwise).
+    diverged: ``[P]`` bool, the member's last estimate was not finite (it
+      restarts at the next call).
+  """
+
+  inner: Any
+  keys: jax.Array
+  episode: jax.Array
+  accum: Any
+  diverged: jax.Array
+
+
+def tree_isfinite(tree: Any) -> jax.Array:
+  """True when every floating leaf of ``tree`` is finite."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(jnp.result_type(x), jnp.floating)]
+  if not leaves:
+    return jnp.asarray(True)
+  return jnp.all(jnp.stack(leaves))
+
+
+def _where(pred, a, b):
+  """Tree select with a scalar (or leading-axis) predicate."""
+  def sel(x, y):
+    p = jnp.reshape(pred, jnp.shape(pred) + (1,) * (x.ndim - jnp.ndim(pred)))
+    return jnp.where(p, x, y)
+  return jax.tree.map(sel, a, b)
+
+
+def _masked_mean(values: Any, ok: jax.Array) -> tuple[Any, jax.Array]:
+  """Mean over the leading axis of the entries where ``ok``; 0 if none."""
+  n = jnp.sum(ok)
+  denom = jnp.maximum(n, 1).astype(jnp.float32)
+  mean = jax.tree.map(
+      lambda v: jnp.sum(_where(ok, v, jnp.zeros_like(v)), 0) / denom, values)
+  return mean, n
+
+
+def _normal_like(key: jax.Array, theta: Theta, n: int) -> Theta:
+  leaves, treedef = jax.tree.flatten(theta)
+  keys = jax.random.split(key, len(leaves))
+  return treedef.unflatten([
+      jax.random.normal(k, (n,) + jnp.shape(x), jnp.result_type(x))
+      for k, x in zip(keys, leaves)])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Estimator:
+  """Shared configuration and episode bookkeeping."""
+
+  problem: InnerProblem
+  horizon: int
+  window: int | None = None
+  num_tasks: int = 1
+
+  def __post_init__(self):
+    if self.window is None:
+      object.__setattr__(self, "window", self.horizon)
+    if self.horizon <= 0 or self.window <= 0 or self.num_tasks <= 0:
+      raise ValueError(f"horizon, window and num_tasks must be positive, got "
+                       f"{self.horizon}, {self.window}, {self.num_tasks}")
+    if self.horizon % self.steps_per_call:
+      raise ValueError(f"horizon {self.horizon} must be a multiple of the "
+                       f"steps per call {self.steps_per_call}")
+
+  @property
+  def steps_per_call(self) -> int:
+    return self.window
+
+  @property
+  def name(self) -> str:
+    return type(self).__name__
+
+  def _fresh(self, theta, keys, episode):
+    return jax.vmap(lambda k, e: self.problem.init(
+        theta, jax.random.fold_in(k, e)))(keys, episode)
+
+  def _restart(self, theta, state: EstimatorState):
+    """Restarts members whose episode ended or whose last estimate diverged."""
+    steps = jax.vmap(self.problem.step_of)(state.inner)
+    done = (steps >= self.horizon) | state.diverged
+    episode = state.episode + done.astype(jnp.int32)
+    fresh = self._fresh(jax.lax.stop_gradient(theta), state.keys, episode)
+    inner = _where(done, fresh, state.inner)
+    return inner, episode, done
+
+  def init(self, theta: Theta, key: jax.Array) -> EstimatorState:
+    keys = jax.random.split(key, self.num_tasks)
+    episode = jnp.zeros((self.num_tasks,), jnp.int32)
+    return EstimatorState(self._fresh(theta, keys, episode), keys, episode, (),
+                          jnp.zeros((self.num_tasks,), bool))
+
+
+@dataclasses.dataclass(frozen=True)
+class TruncatedBackprop(_Estimator):
+  """Reverse-mode meta-gradient through windows of ``window`` inner steps.
+
+  With ``window == horizon`` this is full unrolled backprop (see
+  :func:`unrolled`). ``skip`` forward-only steps run before each window
+  (no gradient), so ``window=1, skip=t_val-1`` is MLR-SNet's scheme: a
+  one-step differentiable look-ahead every ``t_val`` steps, scored on a
+  meta batch.
+
+  Attributes:
+    skip: forward-only steps before each differentiable window.
+  """
+
+  skip: int = 0
+
+  @property
+  def steps_per_call(self) -> int:
+    return self.window + self.skip
+
+  @property
+  def name(self) -> str:
+    return "unrolled" if self.window == self.horizon else "truncated"
+
+  def estimate(self, theta: Theta, state: EstimatorState, key: jax.Array
+               ) -> tuple[Theta, EstimatorState, dict[str, jax.Array]]:
+    del key  # deterministic given the state
+    inner, episode, _ = self._restart(theta, state)
+    problem, window, skip = self.problem, self.window, self.skip
+
+    def member(s):
+      s = jax.lax.stop_gradient(s)
+      if skip:
+        s, _ = problem.unroll(jax.lax.stop_gradient(theta), s, skip)
+
+      def objective(th):
+        s1, m = problem.unroll(th, s, window)
+        return problem.meta_loss(th, s1), (s1, m)
+
+      (loss, (s1, m)), g = jax.value_and_grad(objective, has_aux=True)(theta)
+      return loss, g, s1, m
+
+    loss, grads, inner, m = jax.vmap(member)(inner)
+    ok = jnp.isfinite(loss) & jax.vmap(tree_isfinite)(grads)
+    grad, n_ok = _masked_mean(grads, ok)
+    metrics = _metrics(loss, ok, n_ok, m)
+    return grad, state._replace(inner=inner, episode=episode,
+                                diverged=~ok), metrics
+
+
+def _metrics(loss, ok, n_ok, step_metrics):
+  mean_loss, _ = _masked_mean(loss, ok)
+  out = {"meta_loss": mean_loss, "diverged": jnp.sum(~ok),
+         "num_ok": n_ok}
+  if isinstance(step_metrics, dict) and "train_loss" in step_metrics:
+    out["train_loss"] = jnp.nanmean(step_metrics["train_loss"])
+  return out
+
+
+def unrolled(problem: InnerProblem, num_steps: int, num_tasks: int = 1
+             ) -> TruncatedBackprop:
+  """Full unrolled backprop: each call is a fresh run of ``num_steps``."""
+  return TruncatedBackprop(problem, horizon=num_steps, window=num_steps,
+                           num_tasks=num_tasks)
+
+
+def one_step_lookahead(problem: InnerProblem, horizon: int, every: int = 1,
+                       num_tasks: int = 1) -> TruncatedBackprop:
+  """MLR-SNet's meta-update: one differentiable step every ``every`` steps.
+
+  The state before the step is treated as constant; the meta-loss is the
+  validation (meta-set) loss after the step.
+  """
+  return TruncatedBackprop(problem, horizon=horizon, window=1,
+                           skip=every - 1, num_tasks=num_tasks)
+
+
+@dataclasses.dataclass(frozen=True)
+class AntitheticES(_Estimator):
+  """Antithetic ES over each window, ``num_pairs`` pairs vmapped.
+
+  .. math::
+
+    \\hat g = \\frac{1}{2 \\sigma N} \\sum_{i=1}^N
+      \\left[L(\\theta + \\sigma \\epsilon_i) - L(\\theta - \\sigma \\epsilon_i)
+      \\right] \\epsilon_i, \\qquad \\epsilon_i \\sim \\mathcal N(0, I).
+
+  Both members of a pair start from the same inner state and see the same
+  minibatches. For ``window < horizon`` the shared run is then advanced with
+  the unperturbed ``theta`` (one extra forward window).
+
+  Attributes:
+    num_pairs: antithetic pairs ``N``.
+    sigma: perturbation scale.
+  """
+
+  num_pairs: int = 8
+  sigma: float = 0.01
+
+  @property
+  def name(self) -> str:
+    return "es"
+
+  def estimate(self, theta: Theta, state: EstimatorState, key: jax.Array
+               ) -> tuple[Theta, EstimatorState, dict[str, jax.Array]]:
+    inner, episode, _ = self._restart(theta, state)
+    problem, window, n, sigma = (self.problem, self.window, self.num_pairs,
+                                 self.sigma)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
+        jnp.arange(self.num_tasks))
+    advance = self.window < self.horizon
+
+    def member(s, k):
+      eps = _normal_like(k, theta, n)
+      thetas = jax.tree.map(lambda t, e: jnp.concatenate(
+          [t + sigma * e, t - sigma * e]), theta, eps)
+
+      def run(th):
+        s1, m = problem.unroll(th, s, window)
+        return problem.meta_loss(th, s1), s1, m
+
+      losses, s_pm, m = jax.vmap(run)(thetas)
+      diff = losses[:n] - losses[n:]
+      ok = jnp.isfinite(diff)
+      g, n_ok = _masked_mean(
+          jax.tree.map(lambda e: e * diff.reshape((n,) + (1,) * (e.ndim - 1)),
+                       eps), ok)
+      # _masked_mean divides by n_ok; the estimator divides by 2 sigma N.
+      g = jax.tree.map(lambda x: x / (2 * sigma), g)
+      if advance:
+        s_next, _ = problem.unroll(theta, s, window)
+      else:
+        s_next = jax.tree.map(lambda x: x[0], s_pm)
+      mean_loss = 0.5 * (losses[:n] + losses[n:])
+      return g, n_ok, mean_loss, ok, s_next, m
+
+    g, n_ok, mean_loss, ok, inner, m = jax.vmap(member)(inner, keys)
+    member_ok = n_ok > 0
+    grad, n_members = _masked_mean(g, member_ok)
+    loss, _ = jax.vmap(_masked_mean)(mean_loss, ok)
+    metrics = _metrics(loss, member_ok, n_members, m)
+    metrics["diverged"] = jnp.sum(~jnp.all(ok, axis=1))
+    metrics["diverged_pairs"] = jnp.sum(~ok)
+    return grad, state._replace(inner=inner, episode=episode,
+                                diverged=~jnp.all(ok, axis=1)), metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class PES(_Estimator):
+  """Persistent evolution strategies (antithetic), ``num_pairs`` vmapped.
+
+  Each pair ``i`` keeps two persistent inner runs, unrolled with
+  ``theta + sigma eps_i^k`` and ``theta - sigma eps_i^k`` in truncation
+  ``k``, and the sum ``xi_i = sum_{j<=k} eps_i^j`` since its episode began:
+
+  .. math::
+
+    \\hat g_k = \\frac{1}{2 \\sigma N} \\sum_{i=1}^N
+      \\left[L_k^{+i} - L_k^{-i}\\right] \\xi_i .
+
+  The sum of :math:`\\hat g_k` over an episode is an unbiased estimate of
+  the gradient of the Gaussian-smoothed sum of per-truncation meta-losses.
+
+  Attributes:
+    num_pairs: antithetic pairs ``N``.
+    sigma: perturbation scale.
+  """
+
+  num_pairs: int = 8
+  sigma: float = 0.01
+
+  @property
+  def name(self) -> str:
+    return "pes"
+
+  def init(self, theta: Theta, key: jax.Array) -> EstimatorState:
+    base = super().init(theta, key)
+    inner = self._pairs(base.inner)
+    accum = jax.tree.map(
+        lambda t: jnp.zeros((self.num_tasks, self.num_pairs) + jnp.shape(t),
+                            jnp.result_type(t)), theta)
+    return base._replace(inner=inner, accum=accum)
+
+  def _pairs(self, inner):
+    """Broadcasts ``[P, ...]`` runs to the ``[P, 2N, ...]`` pair layout."""
+    return jax.tree.map(
+        lambda x: jnp.broadcast_to(x[:, None], (x.shape[0], 2 * self.num_pairs)
+                                   + x.shape[1:]), inner)
+
+  def _restart(self, theta, state):
+    steps = jax.vmap(jax.vmap(self.problem.step_of))(state.inner)[:, 0]
+    done = (steps >= self.horizon) | state.diverged
+    episode = state.episode + done.astype(jnp.int32)
+    fresh = self._pairs(self._fresh(jax.lax.stop_gradient(theta),
+                                    state.keys, episode))
+    inner = _where(done, fresh, state.inner)
+    accum = _where(done, jax.tree.map(jnp.zeros_like, state.accum),
+                   state.accum)
+    return inner, accum, episode
+
+  def estimate(self, theta: Theta, state: EstimatorState, key: jax.Array
+               ) -> tuple[Theta, EstimatorState, dict[str, jax.Array]]:
+    inner, accum, episode = self._restart(theta, state)
+    problem, window, n, sigma = (self.problem, self.window, self.num_pairs,
+                                 self.sigma)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
+        jnp.arange(self.num_tasks))
+
+    def member(s, xi, k):
+      eps = _normal_like(k, theta, n)
+      xi = jax.tree.map(jnp.add, xi, eps)
+      thetas = jax.tree.map(lambda t, e: jnp.concatenate(
+          [t + sigma * e, t - sigma * e]), theta, eps)
+
+      def run(th, si):
+        s1, m = problem.unroll(th, si, window)
+        return problem.meta_loss(th, s1), s1, m
+
+      losses, s1, m = jax.vmap(run)(thetas, s)
+      diff = losses[:n] - losses[n:]
+      ok = jnp.isfinite(diff)
+      g, n_ok = _masked_mean(
+          jax.tree.map(lambda x: x * diff.reshape((n,) + (1,) * (x.ndim - 1)),
+                       xi), ok)
+      # _masked_mean divides by n_ok; the estimator divides by 2 sigma N.
+      g = jax.tree.map(lambda x: x / (2 * sigma), g)
+      return g, n_ok, 0.5 * (losses[:n] + losses[n:]), ok, s1, xi, m
+
+    g, n_ok, mean_loss, ok, inner, accum, m = jax.vmap(member)(
+        inner, accum, keys)
+    member_ok = n_ok > 0
+    grad, n_members = _masked_mean(g, member_ok)
+    loss, _ = jax.vmap(_masked_mean)(mean_loss, ok)
+    metrics = _metrics(loss, member_ok, n_members, m)
+    metrics["diverged"] = jnp.sum(~jnp.all(ok, axis=1))
+    metrics["diverged_pairs"] = jnp.sum(~ok)
+    return grad, EstimatorState(inner, state.keys, episode, accum,
+                                ~jnp.all(ok, axis=1)), metrics
+
+
+Estimator = TruncatedBackprop | AntitheticES | PES
+
+__all__ = ["AntitheticES", "Estimator", "EstimatorState", "PES",
+           "TruncatedBackprop", "one_step_lookahead", "tree_isfinite",
+           "unrolled"]

@@ -1,0 +1,433 @@
+"""LRBench's workflow: select LR policies stage by stage, compose, verify.
+
+Given a task, a step budget and a target accuracy, :func:`select_and_compose`
+
+1. splits the budget into stages and, at each stage, trains every surviving
+   candidate policy (several seeds each) for that stage only, starting from the
+   checkpoint the previous stage's winner left behind. All candidates x seeds
+   of a stage train as **one vmapped program**: policies are packed into a
+   fixed array layout (:class:`lrmeta.schedules.PackedPolicy`) and the LR is a
+   ``lax.switch`` on the policy id;
+2. prunes the bad candidates (validation accuracy more than ``prune_margin``
+   below the stage's best, diverged, or outside the ``keep_top`` best) and
+   avoids them in the later stages;
+3. composes the winners of the stages into one multi-stage policy;
+4. verifies: trains the composite and the default fixed LR from scratch for
+   the full budget on ``verify_seeds`` seeds and reports whether and when each
+   reached the target test accuracy.
+
+Each candidate is reported with LRBench's three metrics: utility (validation
+accuracy at the end of its stage), cost (steps and wall time to the target)
+and robustness (standard deviation of the accuracy over seeds).
+Selection uses validation accuracy only; test accuracy is used only to verify.
+
+References:
+  Wu & Liu, "Selecting and Composing Learning Rate Policies for Deep Neural
+  Networks", ACM TIST 14(2), 2023. Wu et al., "Demystifying Learning Rate
+  Policies for High Accuracy Training of Deep Neural Networks", IEEE BigData
+  2019.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from lrmeta.schedules import policies as P
+from lrmeta.schedules import spec as S
+from lrmeta.tasks.base import Task
+from lrmeta.train import train_population
+
+# (template key, stage length -> spec string). Stage-relative: half periods and
+# decay rates are set from the stage length, so a template means the same
+# shape in every stage.
+CandidateFn = Callable[[int], list[tuple[str, str]]]
+
+
+def default_candidates(stage_len: int) -> list[tuple[str, str]]:
+  """Sixteen candidates from LRBench's families, ranges 1e-3 .. 0.1."""
+  n = max(int(stage_len), 4)
+  q, h = max(n // 4, 1), max(n // 2, 1)
+  g100 = 0.01 ** (1.0 / n)  # decays 100x over the stage
+  g10 = 0.1 ** (1.0 / n)
+  return [
+      ("fix-0.01", "fix(k0=0.01)"),
+      ("fix-0.05", "fix(k0=0.05)"),
+      ("fix-0.1", "fix(k0=0.1)"),
+      ("step", f"step(k0=0.1, gamma=0.5, l={q})"),
+      ("exp", f"exp(k0=0.1, gamma={g100:.6f})"),
+      ("inv", f"inv(k0=0.1, gamma={20.0 / n:.6g}, p=0.75)"),
+      ("poly", f"poly(k0=0.1, k1=0.001, p=1.5, l={n})"),
+      ("cos", f"cos(k0=0.001, k1=0.1, l={n})"),
+      ("upcos", f"upcos(k0=0.01, k1=0.1, l={n})"),
+      ("tri2", f"tri2(k0=0.01, k1=0.1, l={q})"),
+      ("dtri", f"dtri(k0=0.005, k1=0.1, l={n})"),
+      ("sin2", f"sin2(k0=0.01, k1=0.1, l={q})"),
+      ("triexp", f"triexp(k0=0.01, k1=0.1, gamma={g10:.6f}, l={q})"),
+      ("cosrsw", f"cosrsw(k0=0.001, k1=0.1, l={h})"),
+      ("sgdr", f"sgdr(k0=0.001, k1=0.1, l={h})"),
+      ("onecycle", f"onecycle(k0=0.01, k1=0.1, k2=0.0005, l={n}, p=0.3)"),
+  ]
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The selection's settings (override fields for variants)."""
+  c = ml_collections.ConfigDict()
+  c.budget = 1000
+  c.target = 0.0  # <= 0: the default policy's final test accuracy
+  c.stage_fractions = (0.3, 0.6)  # stage boundaries as budget fractions
+  c.seeds = (0, 1)  # per candidate, during selection
+  c.verify_seeds = (10, 11, 12)
+  c.eval_every = 50
+  c.eval_examples = 2000
+  c.prune_margin = 0.02
+  c.keep_top = 6
+  c.momentum = 0.9
+  c.default = "fix(k0=0.01)"
+  return c
+
+
+@dataclasses.dataclass
+class CandidateResult:
+  stage: int
+  key: str
+  spec: str  # stage-local policy
+  utility: float  # mean val accuracy at the end of the stage
+  spread: float  # std over seeds of that accuracy
+  steps_to_target: float  # absolute step, on the seed-mean val curve
+  time_to_target_s: float
+  wall_s: float  # the population's wall time divided by its size
+  status: str = "kept"  # selected / kept / pruned
+
+
+@dataclasses.dataclass
+class VerifyResult:
+  spec: str
+  eval_steps: np.ndarray
+  test_acc: np.ndarray  # [seeds, evals]
+  lr: np.ndarray  # [seeds, steps]
+  wall_s: float
+  target: float
+
+  @property
+  def mean_curve(self) -> np.ndarray:
+    return self.test_acc.mean(0)
+
+  @property
+  def steps_to_target(self) -> float:
+    return _first_hit(self.eval_steps, self.mean_curve, self.target)
+
+  @property
+  def steps_to_target_per_seed(self) -> list[float]:
+    return [_first_hit(self.eval_steps, a, self.target) for a in self.test_acc]
+
+  @property
+  def final_acc(self) -> float:
+    return float(self.mean_curve[-1])
+
+  @property
+  def final_spread(self) -> float:
+    return float(self.test_acc[:, -1].std())
+
+
+@dataclasses.dataclass
+class SelectionResult:
+  task: str
+  budget: int
+  target: float
+  stage_bounds: list[int]
+  candidates: list[CandidateResult]
+  selected: str
+  default: VerifyResult
+  verified: VerifyResult
+  wall_s: float
+
+  def summary(self) -> dict[str, Any]:
+    d, s = self.default.steps_to_target, self.verified.steps_to_target
+    if math.isfinite(d) and math.isfinite(s):
+      speed = d / s
+    elif math.isfinite(s):
+      speed = math.inf  # only the selected policy reached the target
+    else:
+      speed = math.nan
+    return {
+        "task": self.task,
+        "budget": self.budget,
+        "target_accuracy": round(self.target, 4),
+        "default_policy": self.default.spec,
+        "selected_policy": self.selected,
+        "steps_to_target_default": _num(d),
+        "steps_to_target_selected": _num(s),
+        "speedup_to_target": (_num(speed, 3) if math.isfinite(speed)
+                              else ("inf" if speed > 0 else None)),
+        "final_test_acc_default": round(self.default.final_acc, 4),
+        "final_test_acc_selected": round(self.verified.final_acc, 4),
+        "spread_default": round(self.default.final_spread, 4),
+        "spread_selected": round(self.verified.final_spread, 4),
+        "steps_to_target_default_per_seed": [
+            _num(x) for x in self.default.steps_to_target_per_seed],
+        "steps_to_target_selected_per_seed": [
+            _num(x) for x in self.verified.steps_to_target_per_seed],
+        "wall_s": round(self.wall_s, 1),
+    }
+
+
+def _num(x, nd=1):
+  if x is None or not math.isfinite(x):
+    return None
+  return round(float(x), nd)
+
+
+def _first_hit(steps, curve, target):
+  hit = np.nonzero(np.asarray(curve) >= target)[0]
+  return float(steps[hit[0]]) if hit.size else math.inf
+
+
+def _keys(seeds: Sequence[int], repeat: int) -> jax.Array:
+  seeds = np.tile(np.asarray(seeds, np.uint32), repeat)
+  return jax.vmap(jax.random.key)(jnp.asarray(seeds))
+
+
+def make_optimizer(momentum: float):
+  """``packed policy -> SGD(schedule, momentum)`` for ``train_population``."""
+  return lambda h: P.sgd(P.packed_schedule(h), momentum=momentum)
+
+
+def run_policies(task: Task, specs: Sequence[Any], seeds: Sequence[int],
+                 num_steps: int, *, momentum: float = 0.9,
+                 eval_every: int = 50, eval_examples: int | None = None,
+                 eval_splits=("val", "test"), max_stages: int | None = None,
+                 state=None, progress: bool = False):
+  """Trains ``len(specs) x len(seeds)`` runs as one vmapped population.
+
+  Member ``i * len(seeds) + j`` runs policy ``i`` with seed ``seeds[j]``.
+  Policies may be of different families and composites of different lengths.
+  Returns ``(states, history)`` of :func:`lrmeta.train.train_population`.
+  """
+  parsed = [S.parse_spec(s) for s in specs]
+  if max_stages is None:
+    max_stages = max(len(S.stages_of(s)[0]) for s in parsed)
+  packed = P.stack_packed([S.pack_spec(s, max_stages) for s in parsed
+                           for _ in seeds])
+  keys = _keys(seeds, len(parsed))
+  return train_population(task, make_optimizer(momentum), packed, keys,
+                          num_steps, eval_every=eval_every,
+                          eval_splits=eval_splits,
+                          eval_examples=eval_examples, progress=progress,
+                          state=state)
+
+
+def _stage_bounds(budget, fractions):
+  bounds = [0] + [int(round(f * budget)) for f in fractions] + [budget]
+  if any(b1 <= b0 for b0, b1 in zip(bounds, bounds[1:])):
+    raise ValueError(f"stage fractions {fractions} give empty stages "
+                     f"for budget {budget}: {bounds}")
+  return bounds
+
+
+def _verify(task, spec, cfg, log):
+  state, hist = run_policies(
+      task, [spec], cfg.verify_seeds, cfg.budget, momentum=cfg.momentum,
+      eval_every=cfg.eval_every, eval_examples=cfg.eval_examples,
+      eval_splits=("test",))
+  del state
+  res = VerifyResult(S.format_spec(spec), hist.eval_steps,
+                     np.asarray(hist.evals["test_acc"]),
+                     np.asarray(hist.steps["lr"]), hist.wall_time, 0.0)
+  log(f"verify {res.spec}: final test acc {res.final_acc:.4f} "
+      f"+- {res.final_spread:.4f} ({hist.wall_time:.0f}s)")
+  return res
+
+
+def select_and_compose(task: Task, config: ml_collections.ConfigDict | None
+                       = None, candidates: CandidateFn = default_candidates,
+                       log: Callable[[str], None] = print) -> SelectionResult:
+  """Runs LRBench's select / prune / compose / verify loop on ``task``.
+
+  Args:
+    task: what to train.
+    config: see :func:`default_config` (``budget``, ``target`` (<= 0 means
+      the default policy's final test accuracy), ``stage_fractions``,
+      ``seeds``, ``verify_seeds``, ``eval_every``, ``eval_examples``,
+      ``prune_margin``, ``keep_top``, ``momentum``, ``default``).
+    candidates: ``stage_length -> [(key, spec), ...]``; keys identify a
+      candidate across stages (pruned keys are not tried again).
+    log: progress messages.
+
+  Returns:
+    A :class:`SelectionResult` (``.summary()`` gives the headline figures).
+  """
+  cfg = default_config() if config is None else config
+  import time  # pylint: disable=g-import-not-at-top
+  t0 = time.perf_counter()
+  bounds = _stage_bounds(cfg.budget, cfg.stage_fractions)
+  seeds = tuple(cfg.seeds)
+  ns = len(seeds)
+
+  # The default first: its final accuracy is the target unless one is given.
+  default = _verify(task, cfg.default, cfg, log)
+  target = float(cfg.target)
+  if target <= 0:
+    target = math.floor(default.final_acc * 1000) / 1000
+    log(f"target = default's final test accuracy, {target:.3f}")
+  default.target = target
+
+  rows: list[CandidateResult] = []
+  pruned: set[str] = set()
+  chosen: list[str] = []
+  state = None
+  for stage, (b0, b1) in enumerate(zip(bounds, bounds[1:])):
+    length = b1 - b0
+    cands = [(k, s) for k, s in candidates(length) if k not in pruned]
+    prefix = chosen
+    specs = [S.compose_specs(prefix + [s], _lengths(bounds, stage))
+             for _, s in cands]
+    if state is not None:
+      # Every member continues from the winner's state of its own seed.
+      idx = np.tile(np.arange(ns), len(cands))
+      state = jax.tree.map(lambda x: x[idx], state)
+    log(f"stage {stage} [{b0}, {b1}): {len(cands)} candidates x {ns} seeds")
+    new_state, hist = run_policies(
+        task, specs, seeds, length, momentum=cfg.momentum,
+        eval_every=min(cfg.eval_every, length),
+        eval_examples=cfg.eval_examples, eval_splits=("val",),
+        max_stages=len(bounds) - 1, state=state)
+    val = np.asarray(hist.evals["val_acc"]).reshape(len(cands), ns, -1)
+    val = np.where(np.isfinite(val), val, 0.0)
+    steps = hist.eval_steps + b0
+    per_member = hist.wall_time / (len(cands) * ns)
+    stage_rows = []
+    for c, (key, spec) in enumerate(cands):
+      final = val[c, :, -1]
+      hit = _first_hit(steps, val[c].mean(0), target)
+      stage_rows.append(CandidateResult(
+          stage, key, S.format_spec(spec), float(final.mean()),
+          float(final.std()), hit,
+          per_member * (hit - b0) / length if math.isfinite(hit) else math.inf,
+          per_member))
+    # Best utility; ties broken by robustness, then by cost.
+    order = sorted(range(len(cands)), key=lambda c: (
+        -round(stage_rows[c].utility, 4), stage_rows[c].spread,
+        stage_rows[c].steps_to_target))
+    best = order[0]
+    for rank, c in enumerate(order):
+      r = stage_rows[c]
+      if c == best:
+        r.status = "selected"
+      elif (r.utility < stage_rows[best].utility - cfg.prune_margin
+            or rank >= cfg.keep_top):
+        r.status = "pruned"
+        pruned.add(r.key)
+    rows.extend(stage_rows)
+    log(f"  best {stage_rows[best].spec}: val acc "
+        f"{stage_rows[best].utility:.4f} +- {stage_rows[best].spread:.4f}; "
+        f"pruned {sum(r.status == 'pruned' for r in stage_rows)}")
+    chosen = prefix + [cands[best][1]]
+    sel = np.arange(best * ns, (best + 1) * ns)
+    state = jax.tree.map(lambda x: x[sel], new_state)
+
+  selected = S.format_spec(S.compose_specs(chosen, _lengths(bounds, None)))
+  log(f"selected: {selected}")
+  verified = _verify(task, selected, cfg, log)
+  verified.target = target
+  return SelectionResult(task.name, cfg.budget, target, bounds, rows,
+                         selected, default, verified,
+                         time.perf_counter() - t0)
+
+
+def _lengths(bounds, stage):
+  """Stage lengths of the composite up to ``stage`` (all but the last)."""
+  n = len(bounds) - 1 if stage is None else stage + 1
+  return [bounds[i + 1] - bounds[i] for i in range(n - 1)]
+
+
+# --- reports -----------------------------------------------------------------
+
+def _fmt(x, nd=4):
+  if isinstance(x, float):
+    if not math.isfinite(x):
+      return "never" if x > 0 else "nan"
+    return f"{x:.{nd}f}"
+  return str(x)
+
+
+def write_report(result: SelectionResult, out_dir: str) -> dict[str, str]:
+  """Writes ``candidates.{md,csv}``, ``verify.{md,csv}``, ``policies.png``
+  and ``summary.json`` to ``out_dir``; returns their paths."""
+  os.makedirs(out_dir, exist_ok=True)
+  paths = {k: os.path.join(out_dir, f) for k, f in [
+      ("candidates_csv", "candidates.csv"), ("candidates_md", "candidates.md"),
+      ("verify_csv", "verify.csv"), ("verify_md", "verify.md"),
+      ("png", "policies.png"), ("json", "summary.json")]}
+  head = ["stage", "policy", "status", "val_acc", "spread", "steps_to_target",
+          "time_to_target_s", "wall_s"]
+  body = [[r.stage, r.spec, r.status, _fmt(r.utility), _fmt(r.spread),
+           _fmt(r.steps_to_target, 0), _fmt(r.time_to_target_s, 1),
+           _fmt(r.wall_s, 1)] for r in result.candidates]
+  _write_tables(paths["candidates_csv"], paths["candidates_md"], head, body,
+                f"Candidates on {result.task} (target val accuracy "
+                f"{result.target:.3f}; utility = val accuracy at the end of "
+                f"the stage, spread = std over seeds, wall = population wall "
+                f"time / members)")
+  vhead = ["policy", "final_test_acc", "spread", "steps_to_target",
+           "steps_to_target_per_seed", "wall_s"]
+  vbody = []
+  for v in (result.default, result.verified):
+    vbody.append([v.spec, _fmt(v.final_acc), _fmt(v.final_spread),
+                  _fmt(v.steps_to_target, 0),
+                  " ".join(_fmt(x, 0) for x in v.steps_to_target_per_seed),
+                  _fmt(v.wall_s, 1)])
+  _write_tables(paths["verify_csv"], paths["verify_md"], vhead, vbody,
+                f"Verification on {result.task}: full budget "
+                f"{result.budget} steps, target test accuracy "
+                f"{result.target:.3f} (steps on the seed-mean curve)")
+  _plot(result, paths["png"])
+  with open(paths["json"], "w") as f:
+    json.dump(result.summary(), f, indent=1)
+  return paths
+
+
+def _write_tables(csv_path, md_path, head, body, caption):
+  with open(csv_path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(head)
+    w.writerows(body)
+  lines = [caption, "", "| " + " | ".join(head) + " |",
+           "|" + "---|" * len(head)]
+  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+  with open(md_path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def _plot(result: SelectionResult, path: str):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
+  for v, name in ((result.default, "default"), (result.verified, "selected")):
+    ax0.plot(np.arange(v.lr.shape[1]), v.lr[0], label=f"{name}: {v.spec}")
+    m, sd = v.test_acc.mean(0), v.test_acc.std(0)
+    ax1.plot(v.eval_steps, m, label=name)
+    ax1.fill_between(v.eval_steps, m - sd, m + sd, alpha=0.2)
+  for b in result.stage_bounds[1:-1]:
+    ax0.axvline(b, color="gray", ls=":")
+  ax1.axhline(result.target, color="k", ls="--", lw=0.8, label="target")
+  ax0.set(xlabel="step", ylabel="learning rate", title="LR policies")
+  ax1.set(xlabel="step", ylabel="test accuracy",
+          title=f"{result.task} (mean +- std over seeds)")
+  lo = min(result.target - 0.1, float(result.verified.test_acc.mean(0)[0]))
+  ax1.set_ylim(max(lo, 0.0), None)
+  ax0.legend(fontsize=6)
+  ax1.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
