@@ -12,6 +12,8 @@ import sys
 COMMANDS = {
     "train": ("lrmeta.experiments.train_job",
               "train a task under one or more LR controllers"),
+    "select": ("lrmeta.experiments.select_job",
+               "LRBench: select, compose and verify LR policies"),
 }
 
 

@@ -60,3 +60,34 @@ def test_python_dash_m_entry_point_help():
   r = subprocess.run([sys.executable, "-m", "lrmeta", "--help"],
                      capture_output=True, text=True, check=True)
   assert "train" in r.stdout
+
+
+@pytest.mark.slow
+def test_select_command_end_to_end(tmp_path, capsys):
+  out = tmp_path / "sel"
+  main(["select", "--config", "configs/lrbench_fashion_mnist.py:small",
+        "--quiet", f"--config.output_dir={out}",
+        "--config.task.max_train=1000", "--config.task.num_val=200",
+        "--config.task.batch_size=16", "--config.selection.budget=12",
+        "--config.selection.eval_every=4",
+        "--config.selection.eval_examples=100",
+        "--config.selection.seeds=(0,)", "--config.selection.verify_seeds=(1,)",
+        "--config.candidates=('fix-0.1','cos')"])
+  summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  for k in ("target_accuracy", "steps_to_target_default",
+            "steps_to_target_selected", "speedup_to_target"):
+    assert k in summary
+  assert 0.1 < summary["target_accuracy"] <= 1.0
+  for f in ("config.json", "candidates.md", "candidates.csv", "verify.md",
+            "policies.png", "summary.json"):
+    assert (out / f).stat().st_size > 0, f
+  # Both candidates were tried in stage 0 and appear in the table.
+  table = (out / "candidates.csv").read_text()
+  assert "fix(k0=0.1)" in table and "cos(" in table
+
+
+def test_select_rejects_unknown_candidates(tmp_path):
+  with pytest.raises(ValueError, match="unknown candidates"):
+    main(["select", "--config", "configs/lrbench_fashion_mnist.py:small",
+          "--quiet", f"--config.output_dir={tmp_path}",
+          "--config.candidates=('fix-0.1','nope')"])

@@ -1,0 +1,49 @@
+"""LRBench on Fashion-MNIST / small CNN: select, compose, verify vs fixed LR.
+
+  lrmeta select --config configs/lrbench_fashion_mnist.py          # 1500 steps
+  lrmeta select --config configs/lrbench_fashion_mnist.py:small    # 300 steps
+"""
+
+import ml_collections
+
+from lrmeta.schedules import select
+
+SMALL_CANDIDATES = ("fix-0.01", "fix-0.1", "step", "exp", "poly", "cos",
+                    "upcos", "tri2", "dtri", "cosrsw", "sgdr", "onecycle")
+
+
+def get_config(variant=None):
+  c = ml_collections.ConfigDict()
+  c.name = "lrbench_fashion_mnist"
+  c.output_dir = "results/lrbench"
+
+  c.task = ml_collections.ConfigDict()
+  c.task.dataset = "fashion_mnist"
+  c.task.model = "small_cnn"
+  c.task.batch_size = 128
+  c.task.num_val = 5000
+  c.task.label_noise = 0.0
+  c.task.max_train = 0
+  c.task.data_seed = 0
+  c.task.data_dir = ""
+
+  # Selection settings (see lrmeta.schedules.select.default_config).
+  c.selection = select.default_config()
+  c.selection.budget = 1500
+  c.selection.stage_fractions = (1 / 3, 2 / 3)
+  c.selection.eval_examples = 5000
+  c.selection.default = "fix(k0=0.01)"  # SGD 0.01, momentum 0.9
+  # Candidate keys from select.default_candidates; () keeps all sixteen.
+  c.candidates = ()
+
+  if variant == "small":
+    c.output_dir = "results/lrbench_small"
+    c.task.batch_size = 64
+    c.task.max_train = 20000
+    c.selection.budget = 300
+    c.selection.eval_every = 25
+    c.selection.eval_examples = 2000
+    c.candidates = SMALL_CANDIDATES
+  elif variant not in (None, ""):
+    raise ValueError(f"unknown variant {variant!r}; use '' or 'small'")
+  return c
