@@ -6,6 +6,8 @@
 
 import ml_collections
 
+from lrmeta.experiments.config import task_config
+
 
 def get_config(variant=None):
   c = ml_collections.ConfigDict()
@@ -13,15 +15,7 @@ def get_config(variant=None):
   c.output_dir = "results/fashion_mnist"
   c.seeds = (0, 1)
 
-  c.task = ml_collections.ConfigDict()
-  c.task.dataset = "fashion_mnist"
-  c.task.model = "small_cnn"
-  c.task.batch_size = 128
-  c.task.num_val = 5000
-  c.task.label_noise = 0.0
-  c.task.max_train = 0          # 0: the whole training split
-  c.task.data_seed = 0
-  c.task.data_dir = ""          # "": LRMETA_DATA_DIR or the Debian package
+  c.task = task_config("fashion_mnist", "small_cnn")
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "sgd"      # sgd | adam

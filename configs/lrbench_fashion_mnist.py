@@ -6,6 +6,7 @@
 
 import ml_collections
 
+from lrmeta.experiments.config import task_config
 from lrmeta.schedules import select
 
 SMALL_CANDIDATES = ("fix-0.01", "fix-0.1", "step", "exp", "poly", "cos",
@@ -17,15 +18,7 @@ def get_config(variant=None):
   c.name = "lrbench_fashion_mnist"
   c.output_dir = "results/lrbench"
 
-  c.task = ml_collections.ConfigDict()
-  c.task.dataset = "fashion_mnist"
-  c.task.model = "small_cnn"
-  c.task.batch_size = 128
-  c.task.num_val = 5000
-  c.task.label_noise = 0.0
-  c.task.max_train = 0
-  c.task.data_seed = 0
-  c.task.data_dir = ""
+  c.task = task_config("fashion_mnist", "small_cnn")
 
   # Selection settings (see lrmeta.schedules.select.default_config).
   c.selection = select.default_config()

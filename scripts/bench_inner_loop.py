@@ -12,28 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import jax
 import numpy as np
 import optax
 
+from lrmeta.experiments.timing import best_time
 from lrmeta.models import resolve_conv_impl
 from lrmeta.tasks import make_task
 from lrmeta.train import init_population, init_state, run_steps, train_step
-
-
-def _time(fn, state, reps):
-  """Best-of-``reps`` wall time of ``fn(state)`` after one warm-up call."""
-  state, _ = fn(state)
-  jax.block_until_ready(state)
-  best = float("inf")
-  for _ in range(reps):
-    t = time.perf_counter()
-    state, _ = fn(state)
-    jax.block_until_ready(state)
-    best = min(best, time.perf_counter() - t)
-  return best
 
 
 def _flops(fn, state):
@@ -74,12 +61,12 @@ def main():
     return s, m
 
   s0 = init_state(task, opt, jax.random.key(0))
-  t_plain = _time(plain, s0, args.reps) / n
+  t_plain = best_time(plain, s0, args.reps, has_aux=True) / n
   step_flops = _flops(lambda s: train_step(task, opt, s)[0], s0)
 
   # 2. Scanned chunk of n steps.
   scan = jax.jit(lambda s: run_steps(task, opt, s, n, unroll=args.unroll))
-  t_scan = _time(scan, s0, args.reps) / n
+  t_scan = best_time(scan, s0, args.reps, has_aux=True) / n
 
   # 3. Vmapped populations.
   vmap_ms = {}
@@ -91,7 +78,7 @@ def main():
     fn = jax.jit(lambda s, mk=mk, lrs=lrs: jax.vmap(
         lambda h, si: run_steps(task, mk(h), si, n, unroll=args.unroll))(
             lrs, s))
-    vmap_ms[k] = _time(fn, pop, args.reps) / n / k * 1e3
+    vmap_ms[k] = best_time(fn, pop, args.reps, has_aux=True) / n / k * 1e3
 
   plain_ms, scan_ms = t_plain * 1e3, t_scan * 1e3
   ex_s = args.batch_size / t_plain

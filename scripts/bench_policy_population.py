@@ -14,26 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import jax
 
 import lrmeta.schedules as S
+from lrmeta.experiments.timing import best_time
 from lrmeta.schedules.select import default_candidates, make_optimizer
 from lrmeta.tasks import make_task
 from lrmeta.train import init_population, init_state, run_steps
-
-
-def _best(fn, state, reps):
-  state, _ = fn(state)  # compile + warm-up
-  jax.block_until_ready(state)
-  best = float("inf")
-  for _ in range(reps):
-    t = time.perf_counter()
-    state, _ = fn(state)
-    jax.block_until_ready(state)
-    best = min(best, time.perf_counter() - t)
-  return best
 
 
 def main():
@@ -54,8 +42,8 @@ def main():
   # One candidate alone: its own optax schedule, no packing, no vmap.
   opt = S.sgd(S.schedule_from_spec(specs[7]), momentum=0.9)
   single = jax.jit(lambda s: run_steps(task, opt, s, n))
-  t_single = _best(single, init_state(task, opt, jax.random.key(0)),
-                   args.reps) / n
+  t_single = best_time(single, init_state(task, opt, jax.random.key(0)),
+                       args.reps, has_aux=True) / n
 
   packed = S.stack_packed([S.pack_spec(s, 1) for s in specs])
   mk = make_optimizer(0.9)
@@ -63,7 +51,7 @@ def main():
   pop = init_population(task, mk, packed, keys)
   fn = jax.jit(lambda s: jax.vmap(
       lambda h, si: run_steps(task, mk(h), si, n))(packed, s))
-  t_pop = _best(fn, pop, args.reps) / n
+  t_pop = best_time(fn, pop, args.reps, has_aux=True) / n
   per_cand = t_pop / len(specs)
   print(f"backend={jax.default_backend()} task={task.name} "
         f"batch={args.batch_size} steps/segment={n} best of {args.reps}")

@@ -14,28 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from lrmeta.controllers.rl_policy import PolicyConfig
+from lrmeta.experiments.timing import best_time
 from lrmeta.rl.env import LREnv, LREnvConfig
 from lrmeta.tasks import make_task
 from lrmeta.train import init_state, run_steps
-
-
-def _best(fn, x, reps):
-  x = fn(x)
-  jax.block_until_ready(x)
-  best = float("inf")
-  for _ in range(reps):
-    t = time.perf_counter()
-    x = fn(x)
-    jax.block_until_ready(x)
-    best = min(best, time.perf_counter() - t)
-  return best
 
 
 def main():
@@ -55,14 +43,15 @@ def main():
 
   opt = optax.sgd(0.05, momentum=0.9)
   plain = jax.jit(lambda s: run_steps(task, opt, s, n)[0])
-  t_plain = _best(plain, init_state(task, opt, jax.random.key(0)), args.reps)
+  t_plain = best_time(plain, init_state(task, opt, jax.random.key(0)),
+                      args.reps)
   plain_sps = n / t_plain
 
   keys = jax.random.split(jax.random.key(1), args.n_envs)
   states, _ = jax.jit(jax.vmap(env.reset))(keys)
   actions = jnp.full((args.n_envs,), 2, jnp.int32)  # factor 1.0
   step = jax.jit(lambda s: jax.vmap(env.step)(s, actions)[0])
-  t_env = _best(step, states, args.reps)
+  t_env = best_time(step, states, args.reps)
   env_sps = args.n_envs * n / t_env
   print(f"backend={jax.default_backend()} task={task.name} batch="
         f"{task.batch_size} steps/decision={n} features={args.features}")

@@ -91,3 +91,19 @@ def check_range(cfg, key: str, lo=None, hi=None) -> None:
   if (lo is not None and node < lo) or (hi is not None and node > hi):
     raise ValueError(f"config key {key!r} = {node!r} is out of range "
                      f"[{lo}, {hi}]")
+
+
+def task_config(dataset: str = "fashion_mnist", model: str = "small_cnn"
+                ) -> ml_collections.ConfigDict:
+  """The ``task`` block every experiment config shares (read by
+  :func:`lrmeta.experiments.train_job.build_task`)."""
+  t = ml_collections.ConfigDict()
+  t.dataset = dataset
+  t.model = model
+  t.batch_size = 128
+  t.num_val = 5000
+  t.label_noise = 0.0
+  t.max_train = 0        # 0: the whole training split
+  t.data_seed = 0
+  t.data_dir = ""        # "": LRMETA_DATA_DIR / the standard locations
+  return t
