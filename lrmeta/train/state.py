@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lrmeta.tasks.base import Task
+from lrmeta.tasks.base import Task, accuracy
 
 # A function that returns the extra keyword arguments handed to the optimizer
 # at each step: (task, state, batch, loss, logits) -> dict. The default passes
@@ -112,7 +112,7 @@ def train_step(task: Task, optimizer: optax.GradientTransformation,
   params = optax.apply_updates(state.params, updates)
   metrics = {
       "train_loss": loss,
-      "train_acc": (jnp.argmax(logits, -1) == batch.label).mean(),
+      "train_acc": accuracy(logits, batch.label),
       "grad_norm": optax.tree.norm(grads),
       "update_norm": optax.tree.norm(updates),
       "lr": applied_learning_rate(opt_state),
