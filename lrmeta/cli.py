@@ -14,6 +14,15 @@ COMMANDS = {
               "train a task under one or more LR controllers"),
     "select": ("lrmeta.experiments.select_job",
                "LRBench: select, compose and verify LR policies"),
+    "meta-train": ("lrmeta.experiments.meta_job",
+                   "meta-train a learned controller (MLR-SNet), then "
+                   "meta-test and transfer it"),
+    "rl-train": ("lrmeta.experiments.rl_job",
+                 "train an RL learning-rate policy (PPO / actor-critic), "
+                 "then test and transfer it"),
+    "evaluate": ("lrmeta.experiments.evaluate_job",
+                 "apply a saved controller, frozen, to a task against "
+                 "tuned schedules"),
 }
 
 

@@ -13,6 +13,7 @@ is a JSON object with ``target_accuracy``, ``steps_to_target_default``,
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 
 from lrmeta.experiments import select_job
@@ -24,7 +25,7 @@ CONFIG = pathlib.Path(__file__).parents[1] / "configs" / "lrbench_fashion_mnist.
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--small", action="store_true",
-                 help="300 steps, batch 64, 20k train images, 12 candidates")
+                 help="300 steps, batch 64, 20k train images, 10 candidates")
   p.add_argument("--target", type=float, default=0.0,
                  help="target test accuracy (<= 0: the default's final)")
   p.add_argument("--out", default=None, help="results folder")
@@ -34,7 +35,14 @@ def main():
     cfg.selection.target = args.target
     if args.out:
       cfg.output_dir = args.out
-  select_job.run(cfg)
+  summary = select_job.run(cfg, final_json=False)
+  print("For reference (paper, their setting): Wu & Liu (LRBench, ACM TIST) "
+        "report that selected / composed policies reach the target accuracy "
+        "with 1.6x to 6.7x less training time than the frameworks' default "
+        "policies (MNIST, CIFAR-10/100, ImageNet; Caffe / TensorFlow "
+        "defaults). Ours: Fashion-MNIST, small CNN"
+        + (", 20k training images" if args.small else "") + ", CPU.")
+  print(json.dumps(summary))
 
 
 if __name__ == "__main__":

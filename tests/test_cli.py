@@ -4,10 +4,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from lrmeta.cli import main
 from lrmeta.experiments.config import apply_overrides, load_config
+from lrmeta.experiments.results import load_run
 
 CFG = "configs/fashion_mnist.py"
 
@@ -37,7 +39,7 @@ def test_out_of_range_value_names_the_key(tmp_path):
 def test_small_main_job_writes_a_complete_results_folder(tmp_path, capsys):
   out = tmp_path / "run"
   main(["train", "--config", CFG + ":small", "--quiet",
-        f"--config.output_dir={out}", "--config.schedules=('cosine',)",
+        f"--config.output_dir={out}", "--config.methods=('cosine',)",
         "--config.train.epochs=0.5"])
   summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   for f in ("config.json", "metrics.jsonl", "history.csv", "summary.md",
@@ -50,7 +52,7 @@ def test_small_main_job_writes_a_complete_results_folder(tmp_path, capsys):
   # Same config and seed -> the same numbers.
   out2 = tmp_path / "run2"
   main(["train", "--config", CFG + ":small", "--quiet",
-        f"--config.output_dir={out2}", "--config.schedules=('cosine',)",
+        f"--config.output_dir={out2}", "--config.methods=('cosine',)",
         "--config.train.epochs=0.5"])
   assert (out / "metrics.jsonl").read_text() == (
       out2 / "metrics.jsonl").read_text()
@@ -91,3 +93,32 @@ def test_select_rejects_unknown_candidates(tmp_path):
     main(["select", "--config", "configs/lrbench_fashion_mnist.py:small",
           "--quiet", f"--config.output_dir={tmp_path}",
           "--config.candidates=('fix-0.1','nope')"])
+
+
+@pytest.mark.slow
+def test_train_job_runs_policies_and_online_controllers(tmp_path, capsys):
+  """`methods` accepts LRBench specs and hypergradient controllers by string;
+  the rates they applied land in history.csv."""
+  out = tmp_path / "ctl"
+  methods = ("tri2(k0=0.01, k1=0.1, l=4)",
+             "hd_sgd(initial_learning_rate=0.02, hyper_lr=0.01, "
+             "rule='multiplicative')")
+  main(["train", "--config", CFG + ":small", "--quiet",
+        f"--config.output_dir={out}", f"--config.methods={methods!r}",
+        "--config.train.epochs=0.25"])
+  summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert set(summary["test_acc"]) == set(methods)
+  curves = load_run(out)["curves"]
+  tri = curves[methods[0]]["lr"][0]
+  # Triangle2 (LRBench): from k0 up to k1 over l steps, back down over l.
+  np.testing.assert_allclose(tri[[0, 4, 8]], [0.01, 0.1, 0.01], rtol=1e-5)
+  hd = curves[methods[1]]["lr"][0]
+  assert np.all(np.isfinite(hd)) and np.ptp(hd) > 0  # the rate adapted
+  assert abs(hd[0] - 0.02) < 0.02 * 0.011  # first step moves it <= beta
+
+
+def test_train_job_names_a_bad_method(tmp_path):
+  with pytest.raises(ValueError, match="tri9"):
+    main(["train", "--config", CFG + ":small", "--quiet",
+          f"--config.output_dir={tmp_path}",
+          "--config.methods=('tri9(k0=0.1)',)"])

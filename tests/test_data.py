@@ -109,6 +109,12 @@ def test_cifar10_jpeg_copy_loads_and_is_labelled():
   assert ex.shape == (10000, 32, 32, 3)
   np.testing.assert_array_equal(np.bincount(ty), np.full(10, 5000))
   np.testing.assert_array_equal(np.bincount(ey), np.full(10, 1000))
+  # The archive is stored by class; the test split must come mixed so that
+  # an evaluation on its first N images sees every class in proportion.
+  np.testing.assert_allclose(np.bincount(ey[:1000], minlength=10) / 1000,
+                             0.1, atol=0.03)
+  (_, _), (ex2, ey2) = cifar10.load_arrays()
+  np.testing.assert_array_equal(ey, ey2)  # one fixed order on every load
   ds = load_dataset("cifar10", num_val=1000, max_train=2000)
   assert ds.name == "CIFAR-10 (JPEG copy)" and ds.augment == "crop_flip"
   # Real colour images: channel means differ (0.49 / 0.48 / 0.44 on CIFAR).

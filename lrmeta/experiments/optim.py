@@ -38,3 +38,99 @@ def base_optimizer(name: str, learning_rate, *, momentum: float = 0.9,
     return core
 
   return optax.inject_hyperparams(make)(learning_rate=learning_rate)
+
+
+# -- any controller from one string --------------------------------------------
+
+# Online controllers that need no training, by the name used in configs; the
+# call's keyword arguments go to the factory (``momentum`` and weight decay
+# come from the config's optimizer section unless given).
+def _controllers():
+  # pylint: disable=import-outside-toplevel
+  from lrmeta.controllers import hypergradient as hd
+  from lrmeta.controllers import self_adaptive as sa
+  return {"hd_sgd": hd.hd_sgd, "hd_sgdn": hd.hd_sgdn, "hd_adam": hd.hd_adam,
+          "self_adaptive_sgd": sa.self_adaptive_sgd,
+          "self_adaptive_adam": sa.self_adaptive_adam}
+
+
+def parse_call(text: str) -> tuple[str, dict]:
+  """``"name(a=1, b='x')"`` -> ``("name", {"a": 1, "b": "x"})`` (literals
+  only; a bare ``"name"`` has no arguments)."""
+  import ast  # pylint: disable=import-outside-toplevel
+  try:
+    node = ast.parse(text.strip(), mode="eval").body
+  except SyntaxError as e:
+    raise ValueError(f"cannot parse controller {text!r}: {e.msg}") from None
+  if isinstance(node, ast.Name):
+    return node.id, {}
+  if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+          and not node.args):
+    raise ValueError(f"controller {text!r} must read name(key=value, ...)")
+  kwargs = {}
+  for kw in node.keywords:
+    try:
+      kwargs[kw.arg] = ast.literal_eval(kw.value)
+    except ValueError:
+      raise ValueError(f"controller {text!r}: field {kw.arg!r} is not a "
+                       f"literal") from None
+  return node.func.id, kwargs
+
+
+def method_optimizer(method: str, *, optimizer: str = "sgd",
+                     learning_rate: float = 0.05, momentum: float = 0.9,
+                     weight_decay: float = 0.0, num_steps: int = 1000
+                     ) -> optax.GradientTransformation:
+  """The optimizer chain one entry of a config's ``methods`` describes.
+
+  Accepted forms (the string is also the method's name in every table):
+
+  * ``"constant"``, ``"cosine"``, ``"step"``: the classic schedules at peak
+    ``learning_rate`` (:func:`simple_schedule`) on the base optimizer;
+  * an LRBench policy spec, single or composite, e.g.
+    ``"tri2(k0=0.01, k1=0.1, l=100)[200] -> exp(k0=0.05, gamma=0.99)"``
+    (:mod:`lrmeta.schedules.spec`) on the base optimizer;
+  * an online controller call, e.g. ``"hd_sgd(initial_learning_rate=0.005,
+    hyper_lr=1e-3, rule='multiplicative')"`` (:func:`_controllers` lists
+    the names); SGD controllers get the config's momentum unless given;
+  * ``"ckpt:PATH"``: a meta-trained or RL-trained controller saved with
+    :func:`lrmeta.meta.save_controller`, applied frozen (see
+    :func:`lrmeta.experiments.evaluate_job.frozen_optimizer`).
+
+  Weight decay (if any) is chained in front of every form.
+  """
+  if method.startswith("ckpt:"):
+    from lrmeta.experiments.evaluate_job import frozen_optimizer  # pylint: disable=import-outside-toplevel
+    tx = frozen_optimizer(method[len("ckpt:"):], num_steps)
+  elif method in SIMPLE_SCHEDULES:
+    return base_optimizer(optimizer, simple_schedule(method, learning_rate,
+                                                     num_steps),
+                          momentum=momentum, weight_decay=weight_decay)
+  else:
+    controllers = _controllers()
+    try:
+      name, kwargs = parse_call(method)
+    except ValueError:  # e.g. a composite policy "a(...)[n] -> b(...)"
+      name, kwargs = None, {}
+    if name in controllers:
+      if name.endswith("_sgd") or name == "hd_sgdn":
+        kwargs.setdefault("momentum", momentum or None)
+      try:
+        tx = controllers[name](**kwargs)
+      except TypeError as e:
+        raise ValueError(f"controller {method!r}: {e}") from None
+    else:
+      from lrmeta.schedules import spec as S  # pylint: disable=import-outside-toplevel
+      from lrmeta.schedules.policies import PolicyError  # pylint: disable=import-outside-toplevel
+      try:
+        sched = S.schedule_from_spec(S.parse_spec(method))
+      except PolicyError as e:
+        raise ValueError(
+            f"method {method!r} is neither a schedule {SIMPLE_SCHEDULES}, a "
+            f"controller {sorted(controllers)}, 'ckpt:PATH', nor a valid "
+            f"LRBench policy: {e}") from None
+      return base_optimizer(optimizer, sched, momentum=momentum,
+                            weight_decay=weight_decay)
+  if weight_decay:
+    return optax.chain(optax.add_decayed_weights(weight_decay), tx)
+  return tx

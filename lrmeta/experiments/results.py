@@ -83,3 +83,50 @@ def plot_runs(path: pathlib.Path, curves: dict[str, dict[str, Any]],
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def load_run(path: str | pathlib.Path) -> dict[str, Any]:
+  """Reads a results folder written by ``lrmeta train`` back into arrays.
+
+  Returns ``{"config": dict, "curves": {method: {...}}}`` where each method's
+  entry has ``seeds``, ``lr``/``train_loss``/... as ``[seeds, steps]`` arrays
+  (from ``history.csv``) and ``eval_steps`` plus ``val_acc``/``test_acc``/...
+  as ``[seeds, evals]`` arrays (from ``metrics.jsonl``): the layout
+  :func:`plot_runs` takes.
+  """
+  p = pathlib.Path(path)
+  missing = [f for f in ("config.json", "history.csv", "metrics.jsonl")
+             if not (p / f).exists()]
+  if missing:
+    raise FileNotFoundError(f"{p} is not an lrmeta results folder: missing "
+                            f"{', '.join(missing)}")
+  config = json.loads((p / "config.json").read_text())
+  per: dict[str, dict[int, dict[str, list]]] = {}
+  with open(p / "history.csv", newline="") as f:
+    for row in csv.DictReader(f):
+      d = per.setdefault(row.pop("method"), {}).setdefault(
+          int(row.pop("seed")), {})
+      for k, v in row.items():
+        d.setdefault(k, []).append(float(v))
+  evals: dict[str, dict[int, dict[str, list]]] = {}
+  for line in (p / "metrics.jsonl").read_text().splitlines():
+    r = json.loads(line)
+    d = evals.setdefault(r.pop("method"), {}).setdefault(int(r.pop("seed")),
+                                                         {})
+    for k, v in r.items():
+      d.setdefault(k, []).append(float(v))
+  curves = {}
+  for method, by_seed in per.items():
+    seeds = sorted(by_seed)
+    c = {"seeds": seeds}
+    for k in by_seed[seeds[0]]:
+      if k != "step":
+        c[k] = np.array([by_seed[s][k] for s in seeds])
+    ev = evals.get(method, {})
+    if ev:
+      c["eval_steps"] = np.array(ev[seeds[0]]["step"], int)
+      for k in ev[seeds[0]]:
+        if k != "step":
+          c[k] = np.array([ev[s][k] for s in seeds])
+    curves[method] = c
+  return {"config": config, "curves": curves}

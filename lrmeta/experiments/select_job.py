@@ -9,7 +9,7 @@ from lrmeta.experiments.train_job import build_task
 from lrmeta.schedules import select
 
 
-def run(cfg, *, quiet: bool = False) -> dict:
+def run(cfg, *, quiet: bool = False, final_json: bool = True) -> dict:
   """Selects and composes LR policies for ``cfg.task``; writes the report.
 
   The results folder gets the resolved config, ``candidates.{md,csv}``,
@@ -43,5 +43,6 @@ def run(cfg, *, quiet: bool = False) -> dict:
       print(f.read())
   print(f"results written to {out}/")
   summary = result.summary()
-  print(json.dumps(summary))
+  if final_json:
+    print(json.dumps(summary))
   return summary

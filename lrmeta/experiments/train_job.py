@@ -10,9 +10,9 @@ import numpy as np
 
 from lrmeta.experiments import results as res
 from lrmeta.experiments.config import check_range
-from lrmeta.experiments.optim import base_optimizer, simple_schedule
+from lrmeta.experiments.optim import method_optimizer
 from lrmeta.tasks import make_task
-from lrmeta.train import train_population
+from lrmeta.train import loss_signal, train_population
 
 
 def build_task(cfg):
@@ -36,7 +36,7 @@ def num_steps(cfg, task) -> int:
 
 
 def run(cfg, *, quiet: bool = False) -> dict:
-  """Trains every schedule in ``cfg.schedules`` over ``cfg.seeds``.
+  """Trains every method in ``cfg.methods`` over ``cfg.seeds``.
 
   Seeds of one method train as one vmapped population. Writes the results
   folder (config.json, metrics.jsonl, history.csv, summary.md, curves.png)
@@ -48,13 +48,20 @@ def run(cfg, *, quiet: bool = False) -> dict:
   res.write_config(out, cfg)
   keys = jax.numpy.stack([jax.random.key(int(s)) for s in cfg.seeds])
   rows, metrics, history, curves = [], [], [], {}
-  for name in cfg.schedules:
-    sched = simple_schedule(name, cfg.learning_rate, steps)
-    opt = base_optimizer(cfg.optimizer.name, sched,
-                         momentum=cfg.optimizer.momentum,
-                         weight_decay=cfg.optimizer.weight_decay)
+  for name in cfg.methods:
+    signals = loss_signal
+    if name.startswith("ckpt:"):  # a saved controller also names its signals
+      from lrmeta.experiments.evaluate_job import frozen_controller  # pylint: disable=import-outside-toplevel
+      opt, signals = frozen_controller(name[len("ckpt:"):], steps,
+                                       task.dataset.num_classes)
+    else:
+      opt = method_optimizer(name, optimizer=cfg.optimizer.name,
+                             learning_rate=cfg.learning_rate,
+                             momentum=cfg.optimizer.momentum,
+                             weight_decay=cfg.optimizer.weight_decay,
+                             num_steps=steps)
     _, hist = train_population(
-        task, lambda _: opt, None, keys, steps,
+        task, lambda _, opt=opt: opt, None, keys, steps, signals=signals,
         eval_every=cfg.train.eval_every,
         eval_examples=cfg.train.eval_examples or None, progress=not quiet)
     test_acc = hist.final("test_acc")

@@ -42,6 +42,7 @@ import optax
 
 from lrmeta.controllers.rl_policy import make_policy_net
 from lrmeta.meta.checkpoint import TreeCheckpointer
+from lrmeta.rl.env import batched
 
 
 class QNet(nn.Module):
@@ -106,7 +107,8 @@ def ac_episode(env, cfg: ACConfig, state: ACState
   a_tx, c_tx = optax.adam(cfg.actor_lr), optax.adam(cfg.critic_lr)
   key = jax.random.wrap_key_data(state.key)
   key, k_reset, k_noise = jax.random.split(key, 3)
-  env_states, obs = jax.vmap(env.reset)(jax.random.split(k_reset, cfg.num_envs))
+  env_states, obs = batched(env, "reset",
+                            jax.random.split(k_reset, cfg.num_envs))
   horizon = env.horizon
 
   def mu(p, o):
@@ -117,9 +119,9 @@ def ac_episode(env, cfg: ACConfig, state: ACState
     noise = cfg.noise_std * jax.random.normal(jax.random.fold_in(k_noise, t),
                                               (cfg.num_envs,))
     a = mu(params["actor"], o) + noise
-    es, o2, r, _ = jax.vmap(env.step)(es, a)
+    es, o2, r, _ = batched(env, "step", es, a)
     last = t == horizon - 1
-    fr = jax.lax.cond(last, lambda s: jax.vmap(env.final_reward)(s)[0],
+    fr = jax.lax.cond(last, lambda s: batched(env, "final_reward", s)[0],
                       lambda s: jnp.zeros((cfg.num_envs,)), es)
     r = r + fr
     q_next = critic.apply(params["critic"], o2, mu(params["actor"], o2))

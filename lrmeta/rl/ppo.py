@@ -37,6 +37,7 @@ import optax
 
 from lrmeta.controllers.rl_policy import make_policy_net, policy_action
 from lrmeta.meta.checkpoint import TreeCheckpointer
+from lrmeta.rl.env import batched
 
 
 class ValueNet(nn.Module):
@@ -131,21 +132,21 @@ def collect(env, pcfg, params, key, num_envs: int):
   """Whole episodes of ``num_envs`` environments under the stochastic policy."""
   actor, critic = make_policy_net(pcfg), None
   k_reset, k_act = jax.random.split(key)
-  states, obs = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs))
+  states, obs = batched(env, "reset", jax.random.split(k_reset, num_envs))
 
   def body(carry, t):
     s, o = carry
     out = actor.apply(params["actor"], o)
     a = policy_action(pcfg, out, jax.random.fold_in(k_act, t), False)
     logp, _ = log_prob_entropy(pcfg, out, a)
-    s, o2, r, info = jax.vmap(env.step)(s, a)
+    s, o2, r, info = batched(env, "step", s, a)
     return (s, o2), {"obs": o, "action": a, "logp": logp, "reward": r,
                      "info": info}
 
   del critic
   (states, _), traj = jax.lax.scan(body, (states, obs),
                                    jnp.arange(env.horizon))
-  fr, fm = jax.vmap(env.final_reward)(states)
+  fr, fm = batched(env, "final_reward", states)
   traj["reward"] = traj["reward"].at[-1].add(fr)
   traj["final"] = fm
   return traj

@@ -11,6 +11,10 @@ Given a task, a step budget and a target accuracy, :func:`select_and_compose`
 2. prunes the bad candidates (validation accuracy more than ``prune_margin``
    below the stage's best, diverged, or outside the ``keep_top`` best) and
    avoids them in the later stages;
+   The winner of a stage is the candidate of best *robust utility*, the mean
+   validation accuracy over seeds minus ``robust_k`` times its standard
+   deviation (a policy that is good on one seed and poor on another loses to
+   a steady one; ties go to the cheaper, i.e. earlier to the target);
 3. composes the winners of the stages into one multi-stage policy;
 4. verifies: trains the composite and the default fixed LR from scratch for
    the full budget on ``verify_seeds`` seeds and reports whether and when each
@@ -91,6 +95,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval_examples = 2000
   c.prune_margin = 0.02
   c.keep_top = 6
+  c.robust_k = 1.0  # rank by mean - robust_k * std of the seeds' accuracy
   c.momentum = 0.9
   c.default = "fix(k0=0.01)"
   return c
@@ -258,7 +263,8 @@ def select_and_compose(task: Task, config: ml_collections.ConfigDict | None
     config: see :func:`default_config` (``budget``, ``target`` (<= 0 means
       the default policy's final test accuracy), ``stage_fractions``,
       ``seeds``, ``verify_seeds``, ``eval_every``, ``eval_examples``,
-      ``prune_margin``, ``keep_top``, ``momentum``, ``default``).
+      ``prune_margin``, ``keep_top``, ``robust_k``, ``momentum``,
+      ``default``).
     candidates: ``stage_length -> [(key, spec), ...]``; keys identify a
       candidate across stages (pruned keys are not tried again).
     log: progress messages.
@@ -314,10 +320,12 @@ def select_and_compose(task: Task, config: ml_collections.ConfigDict | None
           float(final.std()), hit,
           per_member * (hit - b0) / length if math.isfinite(hit) else math.inf,
           per_member))
-    # Best utility; ties broken by robustness, then by cost.
+    # Best robust utility (mean - robust_k * std over seeds: LRBench's
+    # utility and robustness in one score); ties broken by cost.
     order = sorted(range(len(cands)), key=lambda c: (
-        -round(stage_rows[c].utility, 4), stage_rows[c].spread,
-        stage_rows[c].steps_to_target))
+        -round(stage_rows[c].utility
+               - cfg.robust_k * stage_rows[c].spread, 4),
+        stage_rows[c].steps_to_target, stage_rows[c].spread))
     best = order[0]
     for rank, c in enumerate(order):
       r = stage_rows[c]

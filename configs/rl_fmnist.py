@@ -1,0 +1,171 @@
+"""RL learning-rate policy (Xu, Dai, Kemp, Metz 2019 set-up) on Fashion-MNIST.
+
+PPO trains a policy that multiplies the SGD learning rate every N steps of a
+small-CNN training run; the frozen policy is then tested against tuned
+constant / step / cosine schedules (same grid, optimizer, budget; test seeds
+different from training and tuning seeds) and transferred unchanged to
+CIFAR-10 (JPEG copy).
+
+  lrmeta rl-train --config configs/rl_fmnist.py          # full: meant for a GPU
+  lrmeta rl-train --config configs/rl_fmnist.py:small    # ~1 h on one CPU core
+  lrmeta rl-train --config configs/rl_fmnist.py:debug    # seconds, for tests
+
+Variants ``xu2017`` / ``xu2017_small`` switch to the Xu, Qin et al. (2017)
+set-up: continuous log-factor action, training-loss reward, actor-critic.
+"""
+
+import ml_collections
+
+from lrmeta.experiments.config import task_config
+
+VARIANTS = ("", "small", "debug", "xu2017", "xu2017_small")
+
+
+def get_config(variant=None):
+  c = ml_collections.ConfigDict()
+  c.name = "rl_fmnist"
+  c.output_dir = "results/rl_fmnist"
+  c.seed = 0                     # PPO / actor-critic seed (training episodes)
+  c.algo = "ppo"                 # ppo | actor_critic
+
+  c.task = task_config("fashion_mnist", "small_cnn")
+  c.task.max_train = 0
+  c.model = ml_collections.ConfigDict()
+  c.model.features = (16, 32)    # small_cnn conv widths
+  c.model.hidden = 128           # small_cnn dense width (mlp: its one layer)
+
+  # The environment: one training run is an episode.
+  c.env = ml_collections.ConfigDict()
+  c.env.total_steps = 860        # inner steps per episode (the budget)
+  c.env.steps_per_action = 43    # N: one decision every N steps
+  c.env.features = "xu2019"      # basic | xu2019
+  c.env.action = "discrete"      # discrete | continuous
+  c.env.factors = (0.5, 0.8, 1.0, 1.25, 2.0)
+  c.env.max_log_factor = 0.7
+  c.env.hidden = (32, 32)        # actor MLP
+  c.env.probe_size = 64
+  c.env.base_lr = 0.03           # SGD (momentum) base rate
+  c.env.momentum = 0.9
+  c.env.init_log_lr_range = 1.5  # episodes start at base_lr * e^U[-r, r]
+  c.env.reward = "val_loss"      # val_loss (Xu 2019) | train_loss (Xu 2017)
+  c.env.shaping = 1.0
+  c.env.final_weight = 10.0      # the final validation loss dominates
+  c.env.val_batch_size = 128
+  c.env.final_val_examples = 1000
+  c.env.keep_bias = 1.0          # initial logit bonus of factor 1 (keep LR)
+  c.env.sequential = False       # lax.map the envs (faster on CPU) vs vmap
+
+  c.ppo = ml_collections.ConfigDict()
+  c.ppo.num_envs = 16
+  c.ppo.iterations = 100
+  c.ppo.epochs = 4
+  c.ppo.minibatches = 4
+  c.ppo.learning_rate = 1e-3
+  c.ppo.ent_coef = 0.01
+  c.ppo.gamma = 0.99
+  c.ppo.gae_lambda = 0.95
+  c.ppo.clip_eps = 0.2
+  c.ppo.checkpoint_every = 2
+
+  c.actor_critic = ml_collections.ConfigDict()
+  c.actor_critic.num_envs = 16
+  c.actor_critic.episodes = 100
+  c.actor_critic.actor_lr = 1e-3
+  c.actor_critic.critic_lr = 3e-3
+  c.actor_critic.noise_std = 0.3
+  c.actor_critic.gamma = 0.95
+
+  # Test on the training task: every method's base rate is tuned on the
+  # validation split over the same grid with ``tune_seeds``, then run on
+  # ``test_seeds`` (disjoint from the training and tuning seeds).
+  c.eval = ml_collections.ConfigDict()
+  c.eval.schedules = ("constant", "step", "cosine")
+  c.eval.lr_grid = (0.01, 0.02, 0.05, 0.1)
+  c.eval.tune_seeds = (100,)
+  c.eval.test_seeds = (1000, 1001, 1002)
+  c.eval.num_evals = 4           # evaluations along each run (for the plots)
+  c.eval.eval_examples = 0       # 0: whole splits
+  c.eval.deterministic = True    # greedy policy
+
+  # Transfer, the policy unchanged (its N scales with the budget so it takes
+  # the same number of decisions).
+  c.transfer = ml_collections.ConfigDict()
+  c.transfer.enabled = True
+  c.transfer.dataset = "cifar10"
+  c.transfer.model = "resnet8"
+  c.transfer.max_train = 0
+  c.transfer.num_val = 5000
+  c.transfer.batch_size = 128
+  c.transfer.epochs = 20.0
+  c.transfer.schedules = ("cosine",)
+  c.transfer.lr_grid = (0.02, 0.05, 0.1, 0.2)
+  c.transfer.tune_seeds = (100,)
+  c.transfer.test_seeds = (1000, 1001, 1002)
+  c.transfer.eval_examples = 0
+
+  variant = variant or ""
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
+  if variant.startswith("xu2017"):
+    c.name = "rl_fmnist_xu2017"
+    c.output_dir = "results/rl_fmnist_xu2017"
+    c.algo = "actor_critic"
+    c.env.features = "basic"
+    c.env.action = "continuous"
+    c.env.reward = "train_loss"
+  if variant.endswith("small") or variant == "debug":
+    # One CPU core: a 10k-image subset, a narrower small CNN, batch 32,
+    # 200 steps (0.64 epoch) per episode, a decision every 20 steps.
+    c.output_dir += "_small"
+    c.task.max_train = 10000
+    c.task.num_val = 2000
+    c.task.batch_size = 32
+    c.model.features = (8, 16)
+    c.model.hidden = 64
+    c.env.total_steps = 200
+    c.env.steps_per_action = 20
+    c.env.final_val_examples = 500
+    c.env.sequential = True
+    c.ppo.num_envs = 8
+    c.ppo.iterations = 40
+    c.ppo.minibatches = 2
+    c.actor_critic.num_envs = 8
+    c.actor_critic.episodes = 40
+    c.eval.eval_examples = 2000
+    c.transfer.max_train = 5000
+    c.transfer.num_val = 1000
+    c.transfer.batch_size = 32
+    c.transfer.epochs = 2.0
+    c.transfer.tune_seeds = (100,)
+    c.transfer.lr_grid = (0.02, 0.05, 0.1, 0.2)
+    # Whole splits: the CIFAR-10 JPEG copy's test split is sorted by class,
+    # so its first 1,000 images are all one class.
+    c.transfer.eval_examples = 0
+  if variant == "debug":
+    c.name += "_debug"
+    c.output_dir = "results/rl_fmnist_debug"
+    c.task.max_train = 1000
+    c.task.num_val = 300
+    c.task.batch_size = 16
+    c.task.model = "mlp"         # compiles in seconds; the CNN is exercised
+    c.model.hidden = 32          # by the small variant
+    c.env.total_steps = 12
+    c.env.steps_per_action = 4
+    c.env.probe_size = 8
+    c.env.hidden = (8,)
+    c.env.val_batch_size = 32
+    c.env.final_val_examples = 100
+    c.ppo.num_envs = 2
+    c.ppo.iterations = 2
+    c.ppo.epochs = 1
+    c.ppo.minibatches = 1
+    c.ppo.checkpoint_every = 1
+    c.actor_critic.num_envs = 2
+    c.actor_critic.episodes = 2
+    c.eval.schedules = ("cosine",)
+    c.eval.lr_grid = (0.02, 0.1)
+    c.eval.test_seeds = (1000, 1001)
+    c.eval.num_evals = 1
+    c.eval.eval_examples = 200
+    c.transfer.enabled = False
+  return c

@@ -1,0 +1,77 @@
+"""`lrmeta rl-train`: the debug variant end to end on real Fashion-MNIST."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from lrmeta.cli import main
+from lrmeta.experiments import rl_job
+from lrmeta.experiments.config import load_config
+from lrmeta.train import init_state, run_steps
+
+CFG = "configs/rl_fmnist.py"
+
+
+def test_variants_and_bad_values_are_named():
+  for v in ("", "small", "debug", "xu2017", "xu2017_small"):
+    cfg = load_config(f"{CFG}:{v}")
+    # The episode is a whole number of decisions.
+    assert cfg.env.total_steps % cfg.env.steps_per_action == 0
+    assert not set(cfg.eval.tune_seeds) & set(cfg.eval.test_seeds)
+  with pytest.raises(ValueError, match="unknown variant"):
+    load_config(CFG + ":huge")
+  with pytest.raises(ValueError, match="env.init_log_lr_range"):
+    main(["rl-train", "--config", CFG + ":debug", "--quiet",
+          "--config.env.init_log_lr_range=-1.0"])
+
+
+def test_initial_actor_keeps_the_rate():
+  cfg = load_config(CFG + ":debug")
+  pcfg = rl_job.policy_config(cfg)
+  actor = rl_job.initial_actor(pcfg, jax.random.key(0), 3.0)
+  from lrmeta.controllers.rl_policy import make_policy_net
+  logits = make_policy_net(pcfg).apply(actor, np.zeros(pcfg.obs_dim, "f4"))
+  assert pcfg.factors[int(np.argmax(logits))] == 1.0
+
+
+@pytest.mark.slow
+def test_debug_job_end_to_end(tmp_path, capsys):
+  out = tmp_path / "rl"
+  main(["rl-train", "--config", CFG + ":debug", "--quiet",
+        f"--config.output_dir={out}"])
+  summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  for f in ("config.json", "training.jsonl", "metrics.jsonl", "summary.md",
+            "summary.json", "training.png", "fmnist_curves.png"):
+    assert (out / f).stat().st_size > 0, f
+  cfg = load_config(CFG + ":debug")
+  hist = [json.loads(l) for l in (out / "training.jsonl").read_text()
+          .splitlines()]
+  assert len(hist) == cfg.ppo.iterations
+  assert all(np.isfinite(h["episode_return"]) for h in hist)
+  assert set(summary["test_acc"]) == {*cfg.eval.schedules, "rl_policy"}
+  for name, acc in summary["test_acc"].items():
+    # 12 steps on real data already beat chance (0.1) clearly.
+    assert 0.12 < float(acc.split()[0]) <= 1.0, name
+  assert summary["tuned_lr"]["rl_policy"] in cfg.eval.lr_grid
+
+  # The saved controller, rebuilt by `frozen_optimizer`, reproduces the
+  # job's own test run of the policy (same seed, rate and budget).
+  rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text()
+          .splitlines()]
+  mine = [r for r in rows if r["method"] == "rl_policy"
+          and r["seed"] == cfg.eval.test_seeds[0]]
+  steps = cfg.env.total_steps
+  task = rl_job.build_task(cfg)
+  ckpt = str(out / "controller")
+  opt = rl_job.frozen_optimizer(ckpt, steps)
+  signals = rl_job.frozen_signals(ckpt, steps)
+  st = init_state(task, opt, jax.random.key(cfg.eval.test_seeds[0]))
+  st, m = jax.jit(lambda s: run_steps(task, opt, s, steps, signals=signals)
+                  )(st)
+  acc = float(task.evaluate(st.params, st.model_state, "test",
+                            cfg.eval.eval_examples)["accuracy"])
+  assert acc == pytest.approx(mine[-1]["test_acc"], abs=0.011)
+  assert float(m["lr"][0]) == pytest.approx(summary["tuned_lr"]["rl_policy"],
+                                            rel=1e-5)
