@@ -138,8 +138,8 @@ def get_config(variant=None):
     c.transfer.epochs = 2.0
     c.transfer.tune_seeds = (100,)
     c.transfer.lr_grid = (0.02, 0.05, 0.1, 0.2)
-    # Whole splits: the CIFAR-10 JPEG copy's test split is sorted by class,
-    # so its first 1,000 images are all one class.
+    # Whole splits (the CIFAR-10 JPEG copy is stored by class; the loader
+    # now mixes its test split, but subsets still add sampling noise).
     c.transfer.eval_examples = 0
   if variant == "debug":
     c.name += "_debug"
