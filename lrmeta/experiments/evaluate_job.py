@@ -121,8 +121,9 @@ def run(cfg, *, quiet: bool = False) -> dict:
     lr, val_by_lr, hist = _tuned(task, kind_b, cfg, steps, keys)
     name = f"{kind_b} (tuned lr={lr:g})"
     hists[name], tuned_lr[kind_b] = hist, lr
-    print(f"  {kind_b}: val acc by lr {dict(zip(cfg.lr_grid, np.round(val_by_lr, 4)))}",
-          flush=True)
+    by_lr = {float(lr): round(float(v), 4)
+             for lr, v in zip(cfg.lr_grid, val_by_lr)}
+    print(f"  {kind_b}: mean val acc by peak lr {by_lr}", flush=True)
 
   rows, metrics, curves = [], [], {}
   for name, h in hists.items():
