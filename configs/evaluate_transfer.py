@@ -22,7 +22,6 @@ def get_config(variant=None):
   c.output_dir = "results/evaluate_transfer"
   c.controller = ""            # folder written by save_controller (required)
   c.seeds = (0, 1, 2)
-  c.progress = True            # set from --quiet
 
   c.task = task_config("cifar10", "resnet8")
   c.task.num_val = 1000

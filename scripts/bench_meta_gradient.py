@@ -33,7 +33,6 @@ import json
 import time
 
 import jax
-import jax.numpy as jnp
 
 from lrmeta.controllers.mlr_snet import init_mlr_snet_params, mlr_snet_sgd
 from lrmeta.meta import (PES, AntitheticES, TaskProblem, TruncatedBackprop,

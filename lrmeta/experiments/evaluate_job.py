@@ -18,11 +18,11 @@ import numpy as np
 import optax
 
 from lrmeta.experiments import results as res
+from lrmeta.experiments.baselines import seed_keys, tune_schedule
 from lrmeta.experiments.config import check_range
-from lrmeta.experiments.optim import base_optimizer, simple_schedule
 from lrmeta.experiments.train_job import build_task, num_steps
 from lrmeta.meta import load_controller
-from lrmeta.train import loss_signal, stack_hparams, train_population
+from lrmeta.train import loss_signal, train_population
 
 # Controller name saved in the checkpoint -> the job module that rebuilds it.
 _BUILDERS = {"mlr_snet": "lrmeta.experiments.meta_job",
@@ -62,33 +62,6 @@ def frozen_optimizer(ckpt_dir: str, steps: int) -> optax.GradientTransformation:
   return frozen_controller(ckpt_dir, steps)[0]
 
 
-def _tuned(task, kind, cfg, steps, keys):
-  """Every grid rate x seed as one population; best rate by mean val acc."""
-  grid = [float(x) for x in cfg.lr_grid]
-  seeds = len(cfg.seeds)
-
-  def make(h):
-    return base_optimizer(cfg.optimizer.name,
-                          simple_schedule(kind, h["lr"], steps),
-                          momentum=cfg.optimizer.momentum,
-                          weight_decay=cfg.optimizer.weight_decay)
-
-  hp = stack_hparams({"lr": [lr for lr in grid for _ in range(seeds)]})
-  all_keys = jax.numpy.concatenate([keys] * len(grid))
-  _, hist = train_population(task, make, hp, all_keys, steps,
-                             eval_every=cfg.train.eval_every,
-                             eval_examples=cfg.train.eval_examples or None,
-                             progress=cfg.progress)
-  val = hist.final("val_acc").reshape(len(grid), seeds).mean(1)
-  best = int(np.argmax(val))
-  sel = slice(best * seeds, (best + 1) * seeds)
-  members = type(hist)({k: v[sel] for k, v in hist.steps.items()},
-                       hist.eval_steps,
-                       {k: v[sel] for k, v in hist.evals.items()},
-                       hist.wall_time)
-  return grid[best], val, members
-
-
 def run(cfg, *, quiet: bool = False) -> dict:
   """Applies ``cfg.controller`` frozen to ``cfg.task`` against tuned
   ``cfg.baselines``; writes the results folder and returns the summary."""
@@ -97,13 +70,11 @@ def run(cfg, *, quiet: bool = False) -> dict:
                      "saved controller, e.g. --config.controller=results/"
                      "mlrsnet_fmnist/checkpoints/controller")
   check_range(cfg, "train.eval_every", 1)
-  with cfg.unlocked():
-    cfg.progress = not quiet
   task = build_task(cfg)
   steps = num_steps(cfg, task)
   out = res.run_dir(cfg.output_dir)
   res.write_config(out, cfg)
-  keys = jax.numpy.stack([jax.random.key(int(s)) for s in cfg.seeds])
+  keys = seed_keys(cfg.seeds)
   kind = controller_kind(cfg.controller)
   opt, signals = frozen_controller(cfg.controller, steps,
                                    task.dataset.num_classes)
@@ -118,7 +89,12 @@ def run(cfg, *, quiet: bool = False) -> dict:
       eval_examples=cfg.train.eval_examples or None, progress=not quiet)
   tuned_lr = {}
   for kind_b in cfg.baselines:
-    lr, val_by_lr, hist = _tuned(task, kind_b, cfg, steps, keys)
+    lr, val_by_lr, hist = tune_schedule(
+        task, kind_b, cfg.lr_grid, steps, cfg.seeds,
+        optimizer=cfg.optimizer.name, momentum=cfg.optimizer.momentum,
+        weight_decay=cfg.optimizer.weight_decay,
+        eval_every=cfg.train.eval_every,
+        eval_examples=cfg.train.eval_examples, quiet=quiet)
     name = f"{kind_b} (tuned lr={lr:g})"
     hists[name], tuned_lr[kind_b] = hist, lr
     by_lr = {float(lr): round(float(v), 4)
@@ -129,13 +105,8 @@ def run(cfg, *, quiet: bool = False) -> dict:
   for name, h in hists.items():
     rows.append([name, res.mean_std(h.final("test_acc")),
                  res.mean_std(h.final("val_acc")), f"{h.wall_time:.1f}"])
-    for i, seed in enumerate(cfg.seeds):
-      for j, step in enumerate(h.eval_steps):
-        metrics.append({"method": name, "seed": int(seed), "step": int(step),
-                        **{k: float(v[i, j]) for k, v in h.evals.items()}})
-    curves[name] = {"lr": h.steps["lr"], "train_loss": h.steps["train_loss"],
-                    "eval_steps": h.eval_steps,
-                    "test_acc": h.evals["test_acc"]}
+    metrics += res.eval_records(name, cfg.seeds, h)
+    curves[name] = res.curve(h)
   res.write_jsonl(out / "metrics.jsonl", metrics)
   table = res.markdown_table(["method", "test acc", "val acc", "wall s"],
                              rows)

@@ -28,13 +28,11 @@ per meta-step), ``metrics.jsonl`` (every evaluation of every run),
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import time
 from typing import Any, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -42,14 +40,14 @@ from tqdm.auto import tqdm
 
 from lrmeta.controllers.mlr_snet import init_mlr_snet_params, mlr_snet_sgd
 from lrmeta.experiments import results as res
+from lrmeta.experiments.baselines import seed_keys, tune_schedule
 from lrmeta.experiments.config import check_range
-from lrmeta.experiments.optim import base_optimizer, simple_schedule
 from lrmeta.experiments.train_job import build_task
 from lrmeta.meta import (PES, MetaCheckpointer, MetaTrainer, TaskProblem,
                          TruncatedBackprop, default_meta_optimizer, load_controller, meta_train,
                          one_step_lookahead, save_controller, unrolled)
 from lrmeta.tasks import Task
-from lrmeta.train import applied_learning_rate, stack_hparams, train_population
+from lrmeta.train import applied_learning_rate, train_population
 
 ESTIMATORS = ("truncated", "unrolled", "lookahead", "pes")
 SNAPSHOT_FRACTIONS = (1 / 3, 2 / 3)  # the paper's meta-test switch points
@@ -221,48 +219,15 @@ def meta_train_controller(cfg, task: Task, out: pathlib.Path,
 
 # -- meta-test ---------------------------------------------------------------
 
-def _keys(seeds) -> jax.Array:
-  return jnp.stack([jax.random.key(int(s)) for s in seeds])
-
-
 def test_optimizer(task: Task, opt, steps: int, seeds, eval_every: int,
                    eval_examples: int, quiet: bool):
   """Trains ``len(seeds)`` fresh networks with one frozen optimizer."""
-  _, hist = train_population(task, lambda _: opt, None, _keys(seeds), steps,
+  _, hist = train_population(task, lambda _: opt, None, seed_keys(seeds),
+                             steps,
                              eval_every=eval_every,
                              eval_examples=eval_examples or None,
                              progress=not quiet)
   return hist
-
-
-def tune_schedule(task: Task, kind: str, grid, steps: int, seeds, *,
-                  momentum: float, weight_decay: float, eval_every: int,
-                  eval_examples: int, quiet: bool):
-  """Trains every (rate, seed) of ``grid`` x ``seeds`` as one population and
-  picks the base rate with the best mean final validation accuracy.
-
-  Returns:
-    ``(best_lr, val_acc_by_lr, history of the best rate's seeds)``.
-  """
-  grid, seeds = tuple(grid), tuple(seeds)
-
-  def make(h):
-    return base_optimizer("sgd", simple_schedule(kind, h["lr"], steps),
-                          momentum=momentum, weight_decay=weight_decay)
-
-  lrs = [lr for lr in grid for _ in seeds]
-  keys = _keys([s for _ in grid for s in seeds])
-  _, hist = train_population(task, make, stack_hparams({"lr": lrs}), keys,
-                             steps, eval_every=eval_every,
-                             eval_examples=eval_examples or None,
-                             progress=not quiet)
-  val = np.nan_to_num(hist.final("val_acc").reshape(len(grid), len(seeds)))
-  best = int(np.argmax(val.mean(1)))
-  rows = slice(best * len(seeds), (best + 1) * len(seeds))
-  sub = type(hist)({k: v[rows] for k, v in hist.steps.items()},
-                   hist.eval_steps, {k: v[rows] for k, v in hist.evals.items()},
-                   hist.wall_time)
-  return grid[best], val.mean(1).tolist(), sub
 
 
 def _row(method, lr, hist) -> dict:
@@ -270,20 +235,6 @@ def _row(method, lr, hist) -> dict:
           "test_acc": [float(x) for x in hist.final("test_acc")],
           "val_acc": [float(x) for x in hist.final("val_acc")],
           "val_loss": [float(x) for x in hist.final("val_loss")]}
-
-
-def _curve(hist) -> dict:
-  return {"lr": hist.steps["lr"], "train_loss": hist.steps["train_loss"],
-          "eval_steps": hist.eval_steps, "test_acc": hist.evals["test_acc"]}
-
-
-def _evals(method, seeds, hist) -> list[dict]:
-  out = []
-  for i, seed in enumerate(seeds):
-    for j, step in enumerate(hist.eval_steps):
-      out.append({"method": method, "seed": int(seed), "step": int(step),
-                  **{k: float(v[i, j]) for k, v in hist.evals.items()}})
-  return out
 
 
 def compare(task: Task, learned_opt, init_opt, steps: int, seeds, grid,
@@ -298,8 +249,8 @@ def compare(task: Task, learned_opt, init_opt, steps: int, seeds, grid,
     hist = test_optimizer(task, opt, steps, seeds, eval_every, eval_examples,
                           quiet)
     rows.append(_row(name, "learned", hist))
-    curves[name] = _curve(hist)
-    evals += _evals(name, seeds, hist)
+    curves[name] = res.curve(hist)
+    evals += res.eval_records(name, seeds, hist)
     _log(quiet, f"  [{tag}] {name}: test acc "
          f"{res.mean_std(rows[-1]['test_acc'])}")
   for kind in schedules:
@@ -309,8 +260,8 @@ def compare(task: Task, learned_opt, init_opt, steps: int, seeds, grid,
         eval_examples=eval_examples, quiet=quiet)
     name = f"{kind} (tuned)"
     rows.append({**_row(name, lr, hist), "val_acc_by_lr": val_by_lr})
-    curves[f"{kind} (lr {lr})"] = _curve(hist)
-    evals += _evals(name, seeds, hist)
+    curves[f"{kind} (lr {lr})"] = res.curve(hist)
+    evals += res.eval_records(name, seeds, hist)
     _log(quiet, f"  [{tag}] {kind}: tuned lr {lr} (val acc by lr "
          f"{np.round(val_by_lr, 4).tolist()}), test acc "
          f"{res.mean_std(rows[-1]['test_acc'])}")

@@ -85,6 +85,21 @@ def plot_runs(path: pathlib.Path, curves: dict[str, dict[str, Any]],
   plt.close(fig)
 
 
+def curve(hist) -> dict[str, Any]:
+  """The per-method entry :func:`plot_runs` takes, from a population's
+  :class:`lrmeta.train.History`."""
+  return {"lr": hist.steps["lr"], "train_loss": hist.steps["train_loss"],
+          "eval_steps": hist.eval_steps, "test_acc": hist.evals["test_acc"]}
+
+
+def eval_records(method: str, seeds, hist) -> list[dict[str, Any]]:
+  """One ``metrics.jsonl`` record per (seed, evaluation) of a population."""
+  return [{"method": method, "seed": int(seed), "step": int(step),
+           **{k: float(v[i, j]) for k, v in hist.evals.items()}}
+          for i, seed in enumerate(seeds)
+          for j, step in enumerate(hist.eval_steps)]
+
+
 def load_run(path: str | pathlib.Path) -> dict[str, Any]:
   """Reads a results folder written by ``lrmeta train`` back into arrays.
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 import jax
-import numpy as np
 
 from lrmeta.experiments import results as res
+from lrmeta.experiments.baselines import seed_keys
 from lrmeta.experiments.config import check_range
 from lrmeta.experiments.optim import method_optimizer
 from lrmeta.tasks import make_task
@@ -46,7 +45,7 @@ def run(cfg, *, quiet: bool = False) -> dict:
   steps = num_steps(cfg, task)
   out = res.run_dir(cfg.output_dir)
   res.write_config(out, cfg)
-  keys = jax.numpy.stack([jax.random.key(int(s)) for s in cfg.seeds])
+  keys = seed_keys(cfg.seeds)
   rows, metrics, history, curves = [], [], [], {}
   for name in cfg.methods:
     signals = loss_signal
@@ -69,17 +68,12 @@ def run(cfg, *, quiet: bool = False) -> dict:
                  "val_acc": res.mean_std(hist.final("val_acc")),
                  "test_loss": res.mean_std(hist.final("test_loss")),
                  "wall_s": f"{hist.wall_time:.1f}"})
+    metrics += res.eval_records(name, cfg.seeds, hist)
     for i, seed in enumerate(cfg.seeds):
-      for j, step in enumerate(hist.eval_steps):
-        metrics.append({"method": name, "seed": int(seed), "step": int(step),
-                        **{k: float(v[i, j]) for k, v in hist.evals.items()}})
       for t in range(steps):
         history.append({"method": name, "seed": int(seed), "step": t + 1,
                         **{k: float(v[i, t]) for k, v in hist.steps.items()}})
-    curves[name] = {"lr": hist.steps["lr"],
-                    "train_loss": hist.steps["train_loss"],
-                    "eval_steps": hist.eval_steps,
-                    "test_acc": hist.evals["test_acc"]}
+    curves[name] = res.curve(hist)
   res.write_jsonl(out / "metrics.jsonl", metrics)
   res.write_csv(out / "history.csv", history)
   header = ["method", "test acc", "val acc", "test loss", "wall s"]
