@@ -25,10 +25,7 @@ import argparse
 import json
 import pathlib
 
-import ml_collections
-
 from lrmeta.experiments import rl_job
-from lrmeta.experiments.config import apply_overrides, load_config
 
 CONFIG = pathlib.Path(__file__).parents[1] / "configs" / "rl_fmnist.py"
 
@@ -94,16 +91,9 @@ def main(argv=None):
                  help="rebuild table.md from an existing results folder")
   p.add_argument("--quiet", action="store_true")
   args, overrides = p.parse_known_args(argv)
-  cfg = apply_overrides(load_config(f"{CONFIG}:{'small' if args.small else ''}"),
-                        overrides)
-  out = pathlib.Path(cfg.output_dir)
-  if args.table_only:
-    # Describe the run as it was configured, not as the config reads now.
-    cfg = ml_collections.ConfigDict(
-        json.loads((out / "config.json").read_text()))
-    summary = json.loads((out / "summary.json").read_text())
-  else:
-    summary = rl_job.run(cfg, quiet=args.quiet)
+  cfg, summary, out = rl_job.run_or_reload(
+      f"{CONFIG}:{'small' if args.small else ''}", overrides,
+      table_only=args.table_only, quiet=args.quiet)
   md = table(cfg, summary)
   (out / "table.md").write_text(md)
   print(md)

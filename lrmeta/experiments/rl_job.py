@@ -35,18 +35,20 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import time
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
 from lrmeta.controllers.rl_policy import (PolicyConfig, init_actor,
                                           rl_lr_policy)
 from lrmeta.experiments import results as res
-from lrmeta.experiments.config import check_range
+from lrmeta.experiments.config import apply_overrides, check_range, load_config
 from lrmeta.experiments.optim import base_optimizer, simple_schedule
 from lrmeta.meta.checkpoint import load_controller, save_controller
 from lrmeta.rl import (ACConfig, LREnv, LREnvConfig, PPOConfig, ppo_init,
@@ -475,3 +477,20 @@ def run(cfg, *, quiet: bool = False) -> dict:
   log("\n" + "\n".join(md) + f"\nresults written to {out}/")
   print(json.dumps(summary))
   return summary
+
+
+def run_or_reload(config: str, overrides, *, table_only: bool, quiet: bool
+                  ) -> tuple[Any, dict, pathlib.Path]:
+  """What the paper-table scripts share: run the job for ``config``
+  (``path:variant`` plus ``--config.*`` overrides), or with ``table_only``
+  read back the finished run's resolved config and summary.
+
+  Returns ``(config as run, summary, results folder)``.
+  """
+  cfg = apply_overrides(load_config(config), overrides)
+  out = pathlib.Path(cfg.output_dir)
+  if not table_only:
+    return cfg, run(cfg, quiet=quiet), out
+  # Describe the run as it was configured, not as the config reads now.
+  cfg = ml_collections.ConfigDict(json.loads((out / "config.json").read_text()))
+  return cfg, json.loads((out / "summary.json").read_text()), out
