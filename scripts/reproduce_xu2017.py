@@ -41,9 +41,10 @@ PAPER_SETTING = (
 PAPER_CLAIMS = (
     "paper, their setting (claims, qualitative): the actor-critic controller "
     "gives better convergence of SGD (lower loss, higher accuracy) than the "
-    "human-designed competitors. The paper's numbers are not reproduced "
-    "here: no copy of its tables was available offline when this script "
-    "was written (see arXiv:1705.11159, Sec. 4).")
+    "human-designed competitors. Its numbers are not printed here: only "
+    "the paper's abstract was in the material this project could read (a "
+    "literature search on 2026-11-23 found no copy of its results; see "
+    "arXiv:1705.11159, Sec. 4).")
 
 
 def table(cfg, summary: dict) -> str:
