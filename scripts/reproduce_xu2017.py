@@ -64,9 +64,11 @@ def table(cfg, summary: dict) -> str:
     name = "actor-critic policy" if m == "rl_policy" else m
     lines.append(f"| {name} | {summary['tuned_lr'][m]} | {acc} |")
   lines += ["", f"Policy minus best schedule ({summary['best_schedule']}): "
-            f"{100 * summary['rl_minus_best_schedule']:+.2f} points.", "",
-            PAPER_SETTING, "", PAPER_CLAIMS, "",
-            "Figures: fmnist_curves.png, training.png.", ""]
+            f"{100 * summary['rl_minus_best_schedule']:+.2f} points.", ""]
+  lines += rl_job.transfer_table(cfg, summary, "actor-critic policy")
+  figures = "fmnist_curves.png, training.png" + (
+      ", transfer_curves.png" if "transfer" in summary else "")
+  lines += [PAPER_SETTING, "", PAPER_CLAIMS, "", f"Figures: {figures}.", ""]
   return "\n".join(lines)
 
 

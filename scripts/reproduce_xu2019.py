@@ -80,19 +80,7 @@ def table(cfg, summary: dict) -> str:
     lines.append(f"| {m} | {summary['tuned_lr'][m]} | {acc} |")
   lines += ["", f"RL policy minus best schedule ({summary['best_schedule']}):"
             f" {100 * summary['rl_minus_best_schedule']:+.2f} points.", ""]
-  if "transfer" in summary:
-    t = summary["transfer"]
-    lines += [f"## Transfer, policy unchanged: {t['task']} "
-              f"(CIFAR-10 is the JPEG copy), {t['steps']} steps "
-              f"({cfg.transfer.epochs} epochs of "
-              f"{cfg.transfer.max_train or 'all'} images, batch "
-              f"{cfg.transfer.batch_size})", "",
-              "| method | tuned base lr | test acc |", "|---|---|---|"]
-    for m, acc in t["test_acc"].items():
-      lines.append(f"| {m} | {t['tuned_lr'][m]} | {acc} |")
-    diff = [k for k in t if k.startswith("rl_minus_")][0]
-    lines += ["", f"RL policy minus {diff[len('rl_minus_'):]}: "
-              f"{100 * t[diff]:+.2f} points.", ""]
+  lines += rl_job.transfer_table(cfg, summary)
   lines += [PAPER_SETTING, "", PAPER_CLAIMS, "", PAPER_NUMBERS,
             "Figures: fmnist_curves.png, transfer_curves.png, training.png.",
             ""]

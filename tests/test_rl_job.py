@@ -75,3 +75,18 @@ def test_debug_job_end_to_end(tmp_path, capsys):
   assert acc == pytest.approx(mine[-1]["test_acc"], abs=0.011)
   assert float(m["lr"][0]) == pytest.approx(summary["tuned_lr"]["rl_policy"],
                                             rel=1e-5)
+
+
+def test_transfer_table_renders_the_transfer_stage_of_a_summary():
+  cfg = load_config(CFG + ":xu2017_small")
+  summary = {"transfer": {
+      "task": "cifar10/resnet8", "steps": 312,
+      "test_acc": {"cosine": "0.3736 ± 0.0151", "rl_policy": "0.3424 ± 0.0132"},
+      "tuned_lr": {"cosine": 0.2, "rl_policy": 0.5},
+      "rl_minus_cosine": -0.0312}}
+  text = "\n".join(rl_job.transfer_table(cfg, summary, "actor-critic policy"))
+  assert "| actor-critic policy | 0.5 | 0.3424 ± 0.0132 |" in text
+  assert "| cosine | 0.2 | 0.3736 ± 0.0151 |" in text
+  assert "actor-critic policy minus cosine: -3.12 points." in text
+  assert "JPEG copy" in text
+  assert rl_job.transfer_table(cfg, {}) == []

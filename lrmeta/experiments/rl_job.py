@@ -494,3 +494,25 @@ def run_or_reload(config: str, overrides, *, table_only: bool, quiet: bool
   # Describe the run as it was configured, not as the config reads now.
   cfg = ml_collections.ConfigDict(json.loads((out / "config.json").read_text()))
   return cfg, json.loads((out / "summary.json").read_text()), out
+
+
+def transfer_table(cfg, summary: dict, policy_name: str = "RL policy"
+                   ) -> list[str]:
+  """Markdown lines for the transfer stage of a finished run (none if the
+  run had no transfer stage); shared by the paper-table scripts."""
+  if "transfer" not in summary:
+    return []
+  t = summary["transfer"]
+  lines = [f"## Transfer, policy unchanged: {t['task']} (CIFAR-10 is the "
+           f"JPEG copy), {t['steps']} steps ({cfg.transfer.epochs} epochs of "
+           f"{cfg.transfer.max_train or 'all'} images, batch "
+           f"{cfg.transfer.batch_size}); every method's base rate tuned on "
+           f"validation over {list(cfg.transfer.lr_grid)}", "",
+           "| method | tuned base lr | test acc |", "|---|---|---|"]
+  for m, acc in t["test_acc"].items():
+    name = policy_name if m == "rl_policy" else m
+    lines.append(f"| {name} | {t['tuned_lr'][m]} | {acc} |")
+  diff = [k for k in t if k.startswith("rl_minus_")][0]
+  lines += ["", f"{policy_name} minus {diff[len('rl_minus_'):]}: "
+            f"{100 * t[diff]:+.2f} points.", ""]
+  return lines
