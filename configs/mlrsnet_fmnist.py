@@ -95,8 +95,9 @@ def get_config(variant=None):
   c.transfer.eval_examples = 0
 
   if variant == "small":
-    # One CPU core, about 1.5 h in all (84 min measured): 20k training images, 200 steps of
-    # batch 128 (1.3 epochs); CIFAR-10 on a 10k subset, 150 steps of batch 64.
+    # One CPU core, about 1.5 h in all (84 min measured): 20k training
+    # images, 200 steps of batch 128 (1.3 epochs); CIFAR-10 on a 10k subset,
+    # 150 steps of batch 64.
     c.output_dir = "results/mlrsnet_fmnist_small"
     c.task.max_train = 20000
     c.meta.horizon = 200
