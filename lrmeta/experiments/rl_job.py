@@ -48,6 +48,7 @@ import optax
 from lrmeta.controllers.rl_policy import (PolicyConfig, init_actor,
                                           rl_lr_policy)
 from lrmeta.experiments import results as res
+from lrmeta.experiments import train_job
 from lrmeta.experiments.config import apply_overrides, check_range, load_config
 from lrmeta.experiments.optim import base_optimizer, simple_schedule
 from lrmeta.meta.checkpoint import load_controller, save_controller
@@ -65,22 +66,13 @@ CONTROLLER = "rl_policy"
 
 def build_task(cfg):
   """The training task (small CNN / MLP widths come from ``cfg.model``)."""
-  check_range(cfg, "task.batch_size", 1)
-  check_range(cfg, "task.num_val", 1)
-  data_kwargs = {"num_val": cfg.task.num_val, "seed": cfg.task.data_seed,
-                 "label_noise": cfg.task.label_noise,
-                 "max_train": cfg.task.max_train or None}
-  if cfg.task.data_dir:
-    data_kwargs["data_dir"] = cfg.task.data_dir
   model_kwargs = {}
   if cfg.task.model == "small_cnn":
     model_kwargs = {"features": tuple(cfg.model.features),
                     "hidden": int(cfg.model.hidden)}
   elif cfg.task.model == "mlp":
     model_kwargs = {"hidden": (int(cfg.model.hidden),)}
-  return make_task(cfg.task.dataset, cfg.task.model,
-                   batch_size=cfg.task.batch_size, data_kwargs=data_kwargs,
-                   model_kwargs=model_kwargs)
+  return train_job.build_task(cfg, model_kwargs)
 
 
 def policy_config(cfg) -> PolicyConfig:

@@ -14,8 +14,9 @@ from lrmeta.tasks import make_task
 from lrmeta.train import loss_signal, train_population
 
 
-def build_task(cfg):
-  """The task a config describes (shared by every job)."""
+def build_task(cfg, model_kwargs: dict | None = None):
+  """The task a config describes (shared by every job); ``model_kwargs``
+  (e.g. layer widths) go to the model constructor."""
   check_range(cfg, "task.batch_size", 1)
   check_range(cfg, "task.label_noise", 0.0, 1.0)
   check_range(cfg, "task.num_val", 1)
@@ -25,7 +26,8 @@ def build_task(cfg):
   if cfg.task.data_dir:
     data_kwargs["data_dir"] = cfg.task.data_dir
   return make_task(cfg.task.dataset, cfg.task.model,
-                   batch_size=cfg.task.batch_size, data_kwargs=data_kwargs)
+                   batch_size=cfg.task.batch_size, data_kwargs=data_kwargs,
+                   model_kwargs=model_kwargs)
 
 
 def num_steps(cfg, task) -> int:
