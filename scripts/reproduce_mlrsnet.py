@@ -9,7 +9,7 @@ loss and test accuracy of every method), ``transfer.png`` and
 ``meta_training.png``. The paper's own setting and claims are printed
 alongside for reference; our runs are much smaller and the table says how.
 
-  python scripts/reproduce_mlrsnet.py --small   # one CPU core, ~1.5 h
+  python scripts/reproduce_mlrsnet.py --small   # 2 CPU cores, 27 min
   python scripts/reproduce_mlrsnet.py           # full config, meant for a GPU
   python scripts/reproduce_mlrsnet.py --small --estimator lookahead  # paper's
   python scripts/reproduce_mlrsnet.py --small --table-only  # from results/
@@ -114,7 +114,7 @@ def paper_table(cfg, summary: dict) -> str:
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--small", action="store_true",
-                 help="the CPU-sized variant (~1.5 h on one core)")
+                 help="the CPU-sized variant (27 min on 2 cores)")
   p.add_argument("--estimator", default="",
                  choices=("",) + meta_job.ESTIMATORS,
                  help="meta-gradient estimator (default: the config's)")

@@ -15,7 +15,7 @@ the action is a log-factor on the rate (not the rate itself), the actor is
 an MLP on normalised training-dynamics features, and the paper's
 different-minibatches trick for actor and critic is not used.
 
-  python scripts/reproduce_xu2017.py --small   # one CPU core, ~40 min
+  python scripts/reproduce_xu2017.py --small   # 2 CPU cores, 25 min
   python scripts/reproduce_xu2017.py           # full config, meant for a GPU
   python scripts/reproduce_xu2017.py --small --table-only
 
@@ -24,8 +24,6 @@ The last line printed is the job's JSON summary.
 
 from __future__ import annotations
 
-import argparse
-import json
 import pathlib
 
 from lrmeta.experiments import rl_job
@@ -73,20 +71,8 @@ def table(cfg, summary: dict) -> str:
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--small", action="store_true",
-                 help="one-CPU-core variant (configs/rl_fmnist.py:xu2017_small)")
-  p.add_argument("--table-only", action="store_true")
-  p.add_argument("--quiet", action="store_true")
-  args, overrides = p.parse_known_args(argv)
-  variant = "xu2017_small" if args.small else "xu2017"
-  cfg, summary, out = rl_job.run_or_reload(
-      f"{CONFIG}:{variant}", overrides, table_only=args.table_only,
-      quiet=args.quiet)
-  md = table(cfg, summary)
-  (out / "table.md").write_text(md)
-  print(md)
-  print(json.dumps(summary))
+  rl_job.table_script(__doc__.splitlines()[0], str(CONFIG), ("xu2017", "xu2017_small"),
+                      table, argv)
 
 
 if __name__ == "__main__":

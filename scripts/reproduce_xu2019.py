@@ -12,7 +12,7 @@ over seeds, then transfer) next to the job's figures (``fmnist_curves.png``,
 claims are printed alongside; our runs are much smaller and the table says
 how.
 
-  python scripts/reproduce_xu2019.py --small   # one CPU core, ~45 min
+  python scripts/reproduce_xu2019.py --small   # 2 CPU cores, 26 min
   python scripts/reproduce_xu2019.py           # full config, meant for a GPU
   python scripts/reproduce_xu2019.py --small --table-only   # from results/
 
@@ -21,8 +21,6 @@ The last line printed is the job's JSON summary.
 
 from __future__ import annotations
 
-import argparse
-import json
 import pathlib
 
 from lrmeta.experiments import rl_job
@@ -88,20 +86,8 @@ def table(cfg, summary: dict) -> str:
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--small", action="store_true",
-                 help="one-CPU-core variant (configs/rl_fmnist.py:small)")
-  p.add_argument("--table-only", action="store_true",
-                 help="rebuild table.md from an existing results folder")
-  p.add_argument("--quiet", action="store_true")
-  args, overrides = p.parse_known_args(argv)
-  cfg, summary, out = rl_job.run_or_reload(
-      f"{CONFIG}:{'small' if args.small else ''}", overrides,
-      table_only=args.table_only, quiet=args.quiet)
-  md = table(cfg, summary)
-  (out / "table.md").write_text(md)
-  print(md)
-  print(json.dumps(summary))
+  rl_job.table_script(__doc__.splitlines()[0], str(CONFIG), ("", "small"),
+                      table, argv)
 
 
 if __name__ == "__main__":

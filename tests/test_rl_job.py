@@ -1,6 +1,8 @@
 """`lrmeta rl-train`: the debug variant end to end on real Fashion-MNIST."""
 
+import importlib.util
 import json
+import pathlib
 
 import jax
 import numpy as np
@@ -75,6 +77,21 @@ def test_debug_job_end_to_end(tmp_path, capsys):
   assert acc == pytest.approx(mine[-1]["test_acc"], abs=0.011)
   assert float(m["lr"][0]) == pytest.approx(summary["tuned_lr"]["rl_policy"],
                                             rel=1e-5)
+
+  # The paper-table script rebuilds its table from this finished run alone,
+  # describing the run as configured (the debug variant), not the variant
+  # its --small flag would load.
+  spec = importlib.util.spec_from_file_location(
+      "reproduce_xu2019", pathlib.Path("scripts/reproduce_xu2019.py"))
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  capsys.readouterr()
+  script.main(["--small", "--table-only", f"--config.output_dir={out}"])
+  md = (out / "table.md").read_text()
+  assert md == capsys.readouterr().out.split("\n{")[0].rstrip("\n") + "\n"
+  assert f"{summary['steps']} steps of batch {cfg.task.batch_size}" in md
+  assert f"| rl_policy | {summary['tuned_lr']['rl_policy']} |" in md
+  assert "Tables 1-2" in md  # the paper's own numbers ride along
 
 
 def test_transfer_table_renders_the_transfer_stage_of_a_summary():

@@ -338,6 +338,12 @@ def _check(cfg) -> None:
 
 # -- the job -----------------------------------------------------------------
 
+def _test_images(task: Task, stage) -> int:
+  """How many test images a stage's accuracies are measured on."""
+  n = int(task.dataset.test_y.shape[0])
+  return min(n, stage.eval_examples) if stage.eval_examples else n
+
+
 def run(cfg: ml_collections.ConfigDict, *, quiet: bool = False) -> dict:
   """Meta-trains, meta-tests and (optionally) transfers MLR-SNet.
 
@@ -413,7 +419,8 @@ def run(cfg: ml_collections.ConfigDict, *, quiet: bool = False) -> dict:
                f"{cfg.optimizer.weight_decay}; baselines' base rate tuned on "
                f"mean validation accuracy ({task.dataset.val_y.shape[0]} held-out "
                f"images) over {list(cfg.test.lr_grid)}; seeds {list(seeds)} "
-               f"(mean ± std, ddof 1).")
+               f"(mean ± std, ddof 1); {_test_images(task, cfg.test)} test "
+               f"images.")
   meta_note = (f"MLR-SNet meta-trained with `{cfg.meta.estimator}` "
                f"({len(trace)} meta-steps, horizon {cfg.meta.horizon}, "
                f"Adam lr {cfg.meta.lr}); meta-objective (meta-set loss) "
@@ -459,7 +466,8 @@ def run(cfg: ml_collections.ConfigDict, *, quiet: bool = False) -> dict:
            f"{ctask.dataset.num_train} training images, {ts} steps of batch "
            f"{ctask.batch_size}, same optimizer; cosine base rate tuned on "
            f"validation accuracy over {list(cfg.transfer.lr_grid)}; seeds "
-           f"{list(tseeds)}.", "", table(trows)]
+           f"{list(tseeds)}; {_test_images(ctask, cfg.transfer)} test "
+           f"images.", "", table(trows)]
     all_rows["transfer"] = trows
 
   summary["seconds"]["total"] = time.perf_counter() - t_start
