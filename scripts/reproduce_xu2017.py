@@ -71,8 +71,8 @@ def table(cfg, summary: dict) -> str:
 
 
 def main(argv=None):
-  rl_job.table_script(__doc__.splitlines()[0], str(CONFIG), ("xu2017", "xu2017_small"),
-                      table, argv)
+  rl_job.table_script(__doc__.splitlines()[0], str(CONFIG),
+                      ("xu2017", "xu2017_small"), table, argv)
 
 
 if __name__ == "__main__":
