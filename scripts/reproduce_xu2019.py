@@ -69,7 +69,11 @@ def table(cfg, summary: dict) -> str:
       f"{cfg.task.batch_size} on {cfg.task.max_train or 'all'} training "
       f"images; policy trained by {summary['algo']} for "
       f"{summary['iterations']} iterations x {cfg.ppo.num_envs} episodes "
-      f"(training seed {cfg.seed}); every method's base rate tuned on "
+      f"(training seed {cfg.seed}"
+      + (f"; iterations alternate between the clean task and its training "
+         f"labels with symmetric noise {list(cfg.env.train_label_noise)}"
+         if cfg.env.train_label_noise else "")
+      + "); every method's base rate tuned on "
       f"validation over {list(cfg.eval.lr_grid)}; test accuracy, mean ± std "
       f"over seeds {list(cfg.eval.test_seeds)} (not used in training or "
       "tuning).", "",

@@ -164,6 +164,23 @@ def test_observations_finite_on_diverging_run(mlp_task):
 # -- learning -----------------------------------------------------------------
 
 
+def _assert_greedy_policy_optimal(env, actor_params):
+  """Drives the deterministic policy from each start j0 in [-3, 3]: it must
+  walk ``log2(lr h)`` to 0 by one factor of 2 per step and keep it there."""
+  net = rp.make_policy_net(env.policy_cfg)
+  for j0 in range(-3, 4):
+    s = type(env.reset(jax.random.key(0))[0])(jnp.float32(j0), jnp.float32(0))
+    obs = env._obs(s)  # pylint: disable=protected-access
+    path = []
+    for _ in range(env.horizon):
+      a = rp.policy_action(env.policy_cfg, net.apply(actor_params, obs),
+                           None, True)
+      s, obs, _, _ = env.step(s, a)
+      path.append(float(s.log2_lr))
+    want = [np.sign(j0) * max(abs(j0) - t - 1, 0) for t in range(env.horizon)]
+    assert path == want, (j0, path)
+
+
 def test_ppo_learns_optimal_lr_on_quadratic():
   """On the toy quadratic the one best rate is 1/h; from every start the
   greedy policy must walk the rate there by factors of 2 and keep it."""
@@ -172,20 +189,22 @@ def test_ppo_learns_optimal_lr_on_quadratic():
                                          learning_rate=3e-3, gamma=0.9,
                                          seed=0))
   assert hist[-1]["episode_return"] > hist[0]["episode_return"] + 10
-  starts = jnp.arange(-3, 4)
-  # Drive the deterministic policy from each start directly.
-  net = rp.make_policy_net(env.policy_cfg)
-  for j0 in np.asarray(starts):
-    s = type(env.reset(jax.random.key(0))[0])(jnp.float32(j0), jnp.float32(0))
-    obs = env._obs(s)  # pylint: disable=protected-access
-    path = []
-    for _ in range(env.horizon):
-      a = rp.policy_action(env.policy_cfg, net.apply(state.params["actor"],
-                                                     obs), None, True)
-      s, obs, _, _ = env.step(s, a)
-      path.append(float(s.log2_lr))
-    want = [np.sign(j0) * max(abs(j0) - t - 1, 0) for t in range(env.horizon)]
-    assert path == want, (j0, path)
+  _assert_greedy_policy_optimal(env, state.params["actor"])
+
+
+def test_ppo_cycles_a_task_family():
+  """Iterations alternate between the environments; the policy learns from
+  both: one env only ever starts at the best rate (nothing to learn there),
+  the other from every start, and the greedy policy is optimal everywhere."""
+  family = [QuadraticLREnv(start_range=0), QuadraticLREnv(start_range=3)]
+  state, hist = train_ppo(family, PPOConfig(num_envs=32, iterations=160,
+                                            learning_rate=3e-3, gamma=0.9,
+                                            seed=0))
+  assert [h["env_index"] for h in hist[:4]] == [0, 1, 0, 1]
+  _assert_greedy_policy_optimal(family[1], state.params["actor"])
+  with pytest.raises(ValueError, match="must share"):
+    train_ppo([QuadraticLREnv(), QuadraticLREnv(horizon_steps=6)],
+              PPOConfig(num_envs=2, iterations=1))
 
 
 def test_ppo_checkpoint_resume(tmp_path):

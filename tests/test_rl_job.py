@@ -27,6 +27,9 @@ def test_variants_and_bad_values_are_named():
   with pytest.raises(ValueError, match="env.init_log_lr_range"):
     main(["rl-train", "--config", CFG + ":debug", "--quiet",
           "--config.env.init_log_lr_range=-1.0"])
+  with pytest.raises(ValueError, match="env.train_label_noise"):
+    main(["rl-train", "--config", CFG + ":debug", "--quiet",
+          "--config.env.train_label_noise=(0.5, 1.5)"])
 
 
 def test_initial_actor_keeps_the_rate():
@@ -36,6 +39,14 @@ def test_initial_actor_keeps_the_rate():
   from lrmeta.controllers.rl_policy import make_policy_net
   logits = make_policy_net(pcfg).apply(actor, np.zeros(pcfg.obs_dim, "f4"))
   assert pcfg.factors[int(np.argmax(logits))] == 1.0
+
+
+def _script(name: str):
+  spec = importlib.util.spec_from_file_location(
+      name, pathlib.Path(f"scripts/{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 @pytest.mark.slow
@@ -52,6 +63,10 @@ def test_debug_job_end_to_end(tmp_path, capsys):
           .splitlines()]
   assert len(hist) == cfg.ppo.iterations
   assert all(np.isfinite(h["episode_return"]) for h in hist)
+  # Iterations cycle the clean task and its label-noise copies.
+  k = 1 + len(cfg.env.train_label_noise)
+  assert k > 1 and [h["env_index"] for h in hist] == [
+      i % k for i in range(len(hist))]
   assert set(summary["test_acc"]) == {*cfg.eval.schedules, "rl_policy"}
   for name, acc in summary["test_acc"].items():
     # 12 steps on real data already beat chance (0.1) clearly.
@@ -78,13 +93,23 @@ def test_debug_job_end_to_end(tmp_path, capsys):
   assert float(m["lr"][0]) == pytest.approx(summary["tuned_lr"]["rl_policy"],
                                             rel=1e-5)
 
+  # The decision-by-decision trace replays the same run: its per-window
+  # rates are the rates that run applied.
+  tr = rl_job.policy_trace(ckpt, task, steps,
+                           jax.random.key(cfg.eval.test_seeds[0]))
+  windows = steps // cfg.env.steps_per_action
+  assert tr["obs"].shape == (windows, 12) and np.isfinite(tr["obs"]).all()
+  np.testing.assert_allclose(tr["probs"].sum(-1), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(
+      tr["lr"], np.asarray(m["lr"]).reshape(windows, -1).mean(1), rtol=1e-5)
+  trace = _script("trace_rl_policy")
+  trace.main([str(out)])
+  assert "greedy factor per decision" in (out / "trace.md").read_text()
+
   # The paper-table script rebuilds its table from this finished run alone,
   # describing the run as configured (the debug variant), not the variant
   # its --small flag would load.
-  spec = importlib.util.spec_from_file_location(
-      "reproduce_xu2019", pathlib.Path("scripts/reproduce_xu2019.py"))
-  script = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(script)
+  script = _script("reproduce_xu2019")
   capsys.readouterr()
   script.main(["--small", "--table-only", f"--config.output_dir={out}"])
   md = (out / "table.md").read_text()
@@ -92,6 +117,7 @@ def test_debug_job_end_to_end(tmp_path, capsys):
   assert f"{summary['steps']} steps of batch {cfg.task.batch_size}" in md
   assert f"| rl_policy | {summary['tuned_lr']['rl_policy']} |" in md
   assert "Tables 1-2" in md  # the paper's own numbers ride along
+  assert f"symmetric noise {list(cfg.env.train_label_noise)}" in md
 
 
 def test_transfer_table_renders_the_transfer_stage_of_a_summary():

@@ -63,6 +63,10 @@ import jax.numpy as jnp
 import optax
 
 FEATURE_SETS = {"basic": 8, "xu2019": 12}
+FEATURE_NAMES = ("log train/L0", "log val/L0", "log train change",
+                 "log val change", "log gnorm/g0", "gnorm CV", "log lr/base",
+                 "budget used", "pred var", "pred change var",
+                 "out-w mean/std", "log out-w var/v0")
 _CLIP = 10.0
 _EPS = 1e-8
 

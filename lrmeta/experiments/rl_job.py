@@ -47,6 +47,7 @@ import numpy as np
 import optax
 
 from lrmeta.controllers.rl_policy import (PolicyConfig, init_actor,
+                                          make_policy_net, observe,
                                           rl_lr_policy)
 from lrmeta.experiments import results as res
 from lrmeta.experiments import train_job
@@ -100,6 +101,33 @@ def env_config(cfg) -> LREnvConfig:
                      final_val_examples=e.final_val_examples,
                      init_log_lr_range=e.init_log_lr_range,
                      sequential=e.sequential)
+
+
+def transfer_task(cfg):
+  """The transfer stage's task and step budget (``cfg.transfer``)."""
+  t = cfg.transfer
+  check_range(cfg, "transfer.epochs", 1e-6)
+  task = make_task(t.dataset, t.model, batch_size=t.batch_size,
+                   data_kwargs={"num_val": t.num_val,
+                                "max_train": t.max_train or None})
+  return task, max(1, int(round(t.epochs * task.dataset.num_train /
+                                t.batch_size)))
+
+
+def training_envs(cfg, task) -> list[LREnv]:
+  """The environments the policy trains on: ``task`` itself, then the same
+  task with each symmetric label-noise rate of ``env.train_label_noise``
+  (training labels only; the validation split, and so the reward, stays
+  clean). The trainers cycle through them, one iteration each."""
+  envs = [LREnv(task, env_config(cfg))]
+  for rate in cfg.env.train_label_noise:
+    if not 0.0 < rate < 1.0:
+      raise ValueError(f"config key 'env.train_label_noise' must hold rates "
+                       f"in (0, 1), got {tuple(cfg.env.train_label_noise)}")
+    c = cfg.copy_and_resolve_references()
+    c.task.label_noise = float(rate)
+    envs.append(LREnv(build_task(c), env_config(cfg)))
+  return envs
 
 
 def initial_actor(pcfg: PolicyConfig, key: jax.Array, keep_bias: float):
@@ -162,6 +190,43 @@ def frozen_signals(ckpt_dir: str, num_steps: int):
   _, pcfg, meta = _load(ckpt_dir)
   return rl_signals(scaled_policy_config(pcfg, num_steps),
                     meta["val_batch_size"])
+
+
+def policy_trace(ckpt_dir: str, task, num_steps: int, key: jax.Array, *,
+                 learning_rate: float | None = None) -> dict[str, np.ndarray]:
+  """What the frozen policy sees and does on ``task``, decision by decision.
+
+  Trains one run of ``num_steps`` under :func:`frozen_optimizer` and, after
+  each decision window, records the observation (``obs``, ``[decisions,
+  features]``, names in ``rl_policy.FEATURE_NAMES``), the actor's output
+  (``probs`` over the factors for a discrete policy, ``mean`` log-factor for
+  a continuous one) and the rate applied during the window (``lr``). Used to
+  see why a policy behaves differently on a transfer task.
+  """
+  actor, pcfg, _ = _load(ckpt_dir)
+  pcfg = scaled_policy_config(pcfg, num_steps)
+  opt = frozen_optimizer(ckpt_dir, num_steps, learning_rate=learning_rate)
+  signals = frozen_signals(ckpt_dir, num_steps)
+  net = make_policy_net(pcfg)
+  n = pcfg.steps_per_action
+
+  @jax.jit
+  def window(state):
+    state, m = run_steps(task, opt, state, n, signals=signals)
+    obs = observe(pcfg, state.opt_state[1], state.params)
+    out = net.apply(actor, obs)
+    act = (jax.nn.softmax(out) if pcfg.action == "discrete"
+           else out[0][..., 0])
+    return state, obs, act, m["lr"].mean()
+
+  state = init_state(task, opt, key)
+  rows = []
+  for _ in range(num_steps // n):
+    state, obs, act, lr = window(state)
+    rows.append(jax.device_get((obs, act, lr)))
+  obs, act, lr = (np.stack(r) for r in zip(*rows))
+  return {"obs": obs, "probs" if pcfg.action == "discrete" else "mean": act,
+          "lr": lr, "factors": np.asarray(pcfg.factors)}
 
 
 # -- evaluation -----------------------------------------------------------------
@@ -282,15 +347,21 @@ def _plot_training(path, history: list[dict], title: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   h = {k: np.asarray([m.get(k, np.nan) for m in history]) for k in
-       ("episode_return", "final_val_acc", "final_lr")}
+       ("episode_return", "final_val_acc", "final_lr", "env_index")}
+  h["env_index"] = np.nan_to_num(h["env_index"]).astype(int)
   x = np.arange(1, len(history) + 1)
   fig, axes = plt.subplots(1, 3, figsize=(15, 4))
   for ax, (k, lab) in zip(axes, [("episode_return", "mean episode return"),
                                  ("final_val_acc", "final val accuracy"),
                                  ("final_lr", "final learning rate")]):
-    ax.plot(x, h[k], marker=".")
+    for e in np.unique(h["env_index"]):
+      sel = h["env_index"] == e
+      ax.plot(x[sel], h[k][sel], marker=".",
+              label=f"training task {e}" + (" (clean)" if e == 0 else ""))
     ax.set(title=lab, xlabel="iteration")
     ax.grid(alpha=0.3)
+  if len(np.unique(h["env_index"])) > 1:
+    axes[0].legend(fontsize=8)
   axes[2].set_yscale("log")
   fig.suptitle(title)
   fig.tight_layout()
@@ -325,8 +396,10 @@ def _progress(total: int, quiet: bool, desc: str):
   return tqdm(total=total, desc=desc, disable=quiet, dynamic_ncols=True)
 
 
-def train_policy(cfg, env: LREnv, out, *, quiet: bool = False):
-  """Stage 1: trains the actor; returns ``(actor, history)``."""
+def train_policy(cfg, envs: list[LREnv], out, *, quiet: bool = False):
+  """Stage 1: trains the actor on ``envs`` (cycled, one iteration each);
+  returns ``(actor, history)``."""
+  env = envs[0]
   pcfg = env.policy_cfg
   ckpt = os.path.abspath(os.path.join(out, "ckpt"))
   if cfg.algo == "ppo":
@@ -366,9 +439,9 @@ def train_policy(cfg, env: LREnv, out, *, quiet: bool = False):
     bar.refresh()
 
   if cfg.algo == "ppo":
-    state, history = train_ppo(env, pc, state=state, callback=callback)
+    state, history = train_ppo(envs, pc, state=state, callback=callback)
   else:
-    state, history = train_actor_critic(env, pc, callback=callback)
+    state, history = train_actor_critic(envs, pc, callback=callback)
   bar.close()
   return state.params["actor"], history
 
@@ -380,13 +453,16 @@ def run(cfg, *, quiet: bool = False) -> dict:
   out = res.run_dir(cfg.output_dir)
   res.write_config(out, cfg)
   task = build_task(cfg)
-  env = LREnv(task, env_config(cfg))
-  pcfg = env.policy_cfg
+  envs = training_envs(cfg, task)
+  pcfg = envs[0].policy_cfg
   steps = pcfg.total_steps
-  log(f"[1/3] {cfg.algo} on {task.name}: {steps} steps/episode "
-      f"(batch {task.batch_size}, {task.dataset.num_train} training images), "
-      f"a decision every {pcfg.steps_per_action} steps")
-  actor, history = train_policy(cfg, env, out, quiet=quiet)
+  noise = tuple(cfg.env.train_label_noise)
+  log(f"[1/3] {cfg.algo} on {task.name}"
+      + (f" (and with label noise {noise}, cycled)" if noise else "")
+      + f": {steps} steps/episode (batch {task.batch_size}, "
+      f"{task.dataset.num_train} training images), a decision every "
+      f"{pcfg.steps_per_action} steps")
+  actor, history = train_policy(cfg, envs, out, quiet=quiet)
   res.write_jsonl(out / "training.jsonl", history)
   _plot_training(out / "training.png", history, f"{cfg.name}: {cfg.algo}")
 
@@ -404,17 +480,20 @@ def run(cfg, *, quiet: bool = False) -> dict:
                      for k, v in pcfg.__dict__.items()},
           "base_lr": fm["rl_policy"]["lr"], "momentum": cfg.env.momentum,
           "val_batch_size": cfg.env.val_batch_size,
-          "trained_on": task.name, "train_steps": steps,
+          "trained_on": task.name, "train_label_noise": list(noise),
+          "train_steps": steps,
           "iterations": len(history)}
   save_controller(str(out / "controller"), actor, meta)
 
   metrics = _metrics_rows(task.name, fm, cfg.eval.test_seeds)
+  clean = [m for m in history if m.get("env_index", 0) == 0]
   best, best_acc = _best_schedule(fm)
   rl_acc = fm["rl_policy"]["test"]["test_acc"][:, -1]
   summary = {"results_dir": str(out), "algo": cfg.algo, "steps": steps,
              "iterations": len(history),
-             "first_return": history[0]["episode_return"],
-             "last_return": history[-1]["episode_return"],
+             # returns on the clean task (env 0), first and last iteration
+             "first_return": clean[0]["episode_return"],
+             "last_return": clean[-1]["episode_return"],
              "test_acc": {n: res.mean_std(r["test"]["test_acc"][:, -1])
                           for n, r in fm.items()},
              "tuned_lr": {n: r["lr"] for n, r in fm.items()},
@@ -430,18 +509,15 @@ def run(cfg, *, quiet: bool = False) -> dict:
           f"tuned on validation over {tuple(cfg.eval.lr_grid)} with seeds "
           f"{tuple(cfg.eval.tune_seeds)}; test seeds "
           f"{tuple(cfg.eval.test_seeds)} (mean ± std); policy trained by "
-          f"{cfg.algo} for {len(history)} iterations on seed {cfg.seed}.")
+          f"{cfg.algo} for {len(history)} iterations on seed {cfg.seed}"
+          + (f", cycling the clean task and training label noise {noise}."
+             if noise else "."))
   md = [f"# {cfg.name}", "", note, "",
         res.markdown_table(header, _rows(fm))]
 
   if cfg.transfer.enabled:
     t = cfg.transfer
-    check_range(cfg, "transfer.epochs", 1e-6)
-    ttask = make_task(t.dataset, t.model, batch_size=t.batch_size,
-                      data_kwargs={"num_val": t.num_val,
-                                   "max_train": t.max_train or None})
-    tsteps = max(1, int(round(t.epochs * ttask.dataset.num_train /
-                              t.batch_size)))
+    ttask, tsteps = transfer_task(cfg)
     log(f"[3/3] transfer to {ttask.dataset.name} / {t.model}: {tsteps} steps "
         f"of batch {t.batch_size} ({t.epochs} epochs of "
         f"{ttask.dataset.num_train} images), policy unchanged")

@@ -42,7 +42,7 @@ import optax
 
 from lrmeta.controllers.rl_policy import make_policy_net
 from lrmeta.meta.checkpoint import TreeCheckpointer
-from lrmeta.rl.env import batched
+from lrmeta.rl.env import batched, env_cycle
 
 
 class QNet(nn.Module):
@@ -157,19 +157,24 @@ def ac_episode(env, cfg: ACConfig, state: ACState
 def train_actor_critic(env, cfg: ACConfig, *, state: ACState | None = None,
                        callback: Callable[[int, dict], None] | None = None
                        ) -> tuple[ACState, list[dict]]:
-  """Runs ``cfg.episodes`` batches of episodes; checkpoints like PPO."""
-  state = ac_init(env, cfg) if state is None else state
+  """Runs ``cfg.episodes`` batches of episodes; checkpoints like PPO.
+
+  ``env`` is one environment or a sequence (batch ``i`` runs on
+  ``env[i % len(env)]``, as in :func:`lrmeta.rl.train_ppo`)."""
+  envs = env_cycle(env)
+  state = ac_init(envs[0], cfg) if state is None else state
   history: list[dict] = []
   ckpt = TreeCheckpointer(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
   if ckpt is not None and ckpt.latest_step() is not None:
     state, history = ckpt.restore(state)
     state = ACState(*state) if not isinstance(state, ACState) else state
-  step = jax.jit(functools.partial(ac_episode, env, cfg))
+  steps = [jax.jit(functools.partial(ac_episode, e, cfg)) for e in envs]
   for ep in range(int(state.episode), cfg.episodes):
     t0 = time.perf_counter()
-    state, m = step(state)
+    state, m = steps[ep % len(envs)](state)
     m = {k: float(v) for k, v in jax.device_get(m).items()}
     m["episode"] = ep + 1
+    m["env_index"] = ep % len(envs)
     m["seconds"] = time.perf_counter() - t0
     history.append(m)
     if callback is not None:

@@ -166,6 +166,26 @@ def batched(env: Any, fn_name: str, *args):
   return jax.vmap(fn)(*args)
 
 
+def env_cycle(env: Any) -> tuple[Any, ...]:
+  """The trainers' environments as a non-empty tuple.
+
+  :func:`lrmeta.rl.train_ppo` and :func:`lrmeta.rl.train_actor_critic` take
+  one environment or a sequence of them (a family of training tasks, e.g. the
+  same dataset with several label-noise rates) and run iteration ``i`` on
+  ``envs[i % len(envs)]``. All must share the policy's observation and action
+  spaces (``obs_dim``, ``horizon``, ``policy_cfg``).
+  """
+  envs = tuple(env) if isinstance(env, (list, tuple)) else (env,)
+  if not envs:
+    raise ValueError("at least one environment is needed")
+  for e in envs[1:]:
+    if (e.obs_dim, e.horizon, e.policy_cfg) != (
+        envs[0].obs_dim, envs[0].horizon, envs[0].policy_cfg):
+      raise ValueError("all training environments must share obs_dim, "
+                       "horizon and policy_cfg")
+  return envs
+
+
 def _cap(v, v0, cap):
   v = jnp.where(jnp.isfinite(v), v, cap * v0)
   return jnp.minimum(v, cap * v0)

@@ -37,7 +37,7 @@ import optax
 
 from lrmeta.controllers.rl_policy import make_policy_net, policy_action
 from lrmeta.meta.checkpoint import TreeCheckpointer
-from lrmeta.rl.env import batched
+from lrmeta.rl.env import batched, env_cycle
 
 
 class ValueNet(nn.Module):
@@ -234,6 +234,9 @@ def train_ppo(env, cfg: PPOConfig, *, state: PPOState | None = None,
               log_every: int = 1) -> tuple[PPOState, list[dict]]:
   """Runs ``cfg.iterations`` PPO iterations, resuming from a checkpoint.
 
+  ``env`` is one environment or a sequence of them (a task family): iteration
+  ``i`` collects its episodes on ``env[i % len(env)]`` (see
+  :func:`lrmeta.rl.env.env_cycle`); its metrics carry that ``env_index``.
   With ``cfg.checkpoint_dir`` set, the trainer state is saved every
   ``checkpoint_every`` iterations (and at the end) and a later call with the
   same directory continues from the latest checkpoint.
@@ -242,19 +245,20 @@ def train_ppo(env, cfg: PPOConfig, *, state: PPOState | None = None,
     ``(state, history)``: the final trainer state (the deployable actor is
     ``state.params["actor"]``) and one metrics dict per iteration.
   """
-  state = ppo_init(env, cfg) if state is None else state
+  envs = env_cycle(env)
+  state = ppo_init(envs[0], cfg) if state is None else state
   history: list[dict] = []
   ckpt = TreeCheckpointer(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
   if ckpt is not None and ckpt.latest_step() is not None:
     state, history = ckpt.restore(state)
     state = PPOState(*state) if not isinstance(state, PPOState) else state
-  step = _jitted_iteration(env, cfg)
   start = int(state.iteration)
   for it in range(start, cfg.iterations):
     t0 = time.perf_counter()
-    state, m = step(state)
+    state, m = _jitted_iteration(envs[it % len(envs)], cfg)(state)
     m = {k: float(v) for k, v in jax.device_get(m).items()}
     m["iteration"] = it + 1
+    m["env_index"] = it % len(envs)
     m["seconds"] = time.perf_counter() - t0
     history.append(m)
     if callback is not None and (it + 1) % log_every == 0:
