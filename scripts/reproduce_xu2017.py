@@ -55,10 +55,7 @@ def table(cfg, summary: dict) -> str:
       f"{cfg.task.batch_size} on {cfg.task.max_train or 'all'} training "
       f"images; actor-critic trained for {summary['iterations']} batches of "
       f"{cfg.actor_critic.num_envs} episodes (reward: {cfg.env.reward}"
-      + (f"; batches alternate between the clean task and its training "
-         f"labels with symmetric noise {list(cfg.env.train_label_noise)}"
-         if cfg.env.train_label_noise else "")
-      + "); "
+      f"{rl_job.task_family_note(cfg, 'batches')}); "
       f"base rates tuned on validation over {list(cfg.eval.lr_grid)}; test "
       f"accuracy, mean ± std over seeds {list(cfg.eval.test_seeds)}.", "",
       "| method | tuned base lr | test acc |", "|---|---|---|"]

@@ -70,13 +70,10 @@ def table(cfg, summary: dict) -> str:
       f"images; policy trained by {summary['algo']} for "
       f"{summary['iterations']} iterations x {cfg.ppo.num_envs} episodes "
       f"(training seed {cfg.seed}"
-      + (f"; iterations alternate between the clean task and its training "
-         f"labels with symmetric noise {list(cfg.env.train_label_noise)}"
-         if cfg.env.train_label_noise else "")
-      + "); every method's base rate tuned on "
-      f"validation over {list(cfg.eval.lr_grid)}; test accuracy, mean ± std "
-      f"over seeds {list(cfg.eval.test_seeds)} (not used in training or "
-      "tuning).", "",
+      f"{rl_job.task_family_note(cfg, 'iterations')}); every method's base "
+      f"rate tuned on validation over {list(cfg.eval.lr_grid)}; test "
+      f"accuracy, mean ± std over seeds {list(cfg.eval.test_seeds)} (not "
+      "used in training or tuning).", "",
       "| method | tuned base lr | test acc |", "|---|---|---|"]
   for m, acc in summary["test_acc"].items():
     lines.append(f"| {m} | {summary['tuned_lr'][m]} | {acc} |")

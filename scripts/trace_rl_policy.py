@@ -21,9 +21,8 @@ import pathlib
 
 import jax
 import ml_collections
-import numpy as np
 
-from lrmeta.controllers.rl_policy import FEATURE_NAMES
+from lrmeta.controllers.rl_policy import FEATURE_NAMES, keep_index
 from lrmeta.experiments import rl_job
 
 
@@ -37,7 +36,7 @@ def _table(name: str, steps: int, lr: float, tr: dict) -> list[str]:
                  f"{obs[-1, i]:+.3f} | {obs[:, i].mean():+.3f} |")
   if "probs" in tr:
     greedy = tr["factors"][tr["probs"].argmax(-1)]
-    keep = int(np.argmin(np.abs(np.log(tr["factors"]))))
+    keep = keep_index(tr["factors"])
     lines += ["", "greedy factor per decision: "
               + " ".join(f"{g:g}" for g in greedy),
               "p(keep) per decision: "

@@ -55,6 +55,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -294,6 +295,11 @@ def make_policy_net(cfg: PolicyConfig) -> PolicyNet:
   if cfg.action == "discrete":
     return PolicyNet(len(cfg.factors), tuple(cfg.hidden), continuous=False)
   return PolicyNet(1, tuple(cfg.hidden), continuous=True)
+
+
+def keep_index(factors: Sequence[float]) -> int:
+  """Index of the discrete factor closest to 1 (the "keep the rate" action)."""
+  return int(min(range(len(factors)), key=lambda i: abs(math.log(factors[i]))))
 
 
 def action_log_factor(cfg: PolicyConfig, action: jax.Array) -> jax.Array:

@@ -47,8 +47,8 @@ import numpy as np
 import optax
 
 from lrmeta.controllers.rl_policy import (PolicyConfig, init_actor,
-                                          make_policy_net, observe,
-                                          rl_lr_policy)
+                                          keep_index, make_policy_net,
+                                          observe, rl_lr_policy)
 from lrmeta.experiments import results as res
 from lrmeta.experiments import train_job
 from lrmeta.experiments.config import apply_overrides, check_range, load_config
@@ -114,6 +114,17 @@ def transfer_task(cfg):
                                 t.batch_size)))
 
 
+def task_family_note(cfg, unit: str) -> str:
+  """``"; <unit> alternate between ..."`` when the policy trained on
+  label-noise copies of its task (``env.train_label_noise``), else ``""``.
+  Runs from before the option have no such key in their ``config.json``."""
+  noise = tuple(cfg.env.get("train_label_noise", ()))
+  if not noise:
+    return ""
+  return (f"; {unit} alternate between the clean task and its training "
+          f"labels with symmetric noise {list(noise)}")
+
+
 def training_envs(cfg, task) -> list[LREnv]:
   """The environments the policy trains on: ``task`` itself, then the same
   task with each symmetric label-noise rate of ``env.train_label_noise``
@@ -136,7 +147,7 @@ def initial_actor(pcfg: PolicyConfig, key: jax.Array, keep_bias: float):
   continuous actor's mean starts near 0 (factor 1) by construction."""
   actor = init_actor(pcfg, key)
   if pcfg.action == "discrete" and keep_bias:
-    keep = int(np.argmin(np.abs(np.log(np.asarray(pcfg.factors)))))
+    keep = keep_index(pcfg.factors)
     last = sorted(actor["params"], key=lambda n: int(n.split("_")[-1]))[-1]
     b = actor["params"][last]["bias"]
     actor["params"][last]["bias"] = b.at[keep].add(keep_bias)
@@ -177,19 +188,24 @@ def frozen_optimizer(ckpt_dir: str, num_steps: int, *,
     learning_rate: the starting (base) rate; default the one tuned in
       training's test stage (or ``env.base_lr``).
   """
-  actor, pcfg, meta = _load(ckpt_dir)
-  pcfg = scaled_policy_config(pcfg, num_steps)
-  lr = meta["base_lr"] if learning_rate is None else learning_rate
-  base = optax.inject_hyperparams(optax.sgd)(learning_rate=lr,
-                                             momentum=meta["momentum"])
-  return optax.chain(base, rl_lr_policy(actor, pcfg))
+  return _frozen(_load(ckpt_dir), num_steps, learning_rate)[1]
 
 
 def frozen_signals(ckpt_dir: str, num_steps: int):
   """The training-loop signals the frozen policy expects."""
-  _, pcfg, meta = _load(ckpt_dir)
-  return rl_signals(scaled_policy_config(pcfg, num_steps),
-                    meta["val_batch_size"])
+  return _frozen(_load(ckpt_dir), num_steps)[2]
+
+
+def _frozen(loaded, num_steps: int, learning_rate: float | None = None):
+  """``(policy config, optimizer, signals)`` of a loaded controller for a
+  budget of ``num_steps`` (see :func:`frozen_optimizer`)."""
+  actor, pcfg, meta = loaded
+  pcfg = scaled_policy_config(pcfg, num_steps)
+  lr = meta["base_lr"] if learning_rate is None else learning_rate
+  base = optax.inject_hyperparams(optax.sgd)(learning_rate=lr,
+                                             momentum=meta["momentum"])
+  return (pcfg, optax.chain(base, rl_lr_policy(actor, pcfg)),
+          rl_signals(pcfg, meta["val_batch_size"]))
 
 
 def policy_trace(ckpt_dir: str, task, num_steps: int, key: jax.Array, *,
@@ -203,10 +219,9 @@ def policy_trace(ckpt_dir: str, task, num_steps: int, key: jax.Array, *,
   a continuous one) and the rate applied during the window (``lr``). Used to
   see why a policy behaves differently on a transfer task.
   """
-  actor, pcfg, _ = _load(ckpt_dir)
-  pcfg = scaled_policy_config(pcfg, num_steps)
-  opt = frozen_optimizer(ckpt_dir, num_steps, learning_rate=learning_rate)
-  signals = frozen_signals(ckpt_dir, num_steps)
+  loaded = _load(ckpt_dir)
+  actor = loaded[0]
+  pcfg, opt, signals = _frozen(loaded, num_steps, learning_rate)
   net = make_policy_net(pcfg)
   n = pcfg.steps_per_action
 
@@ -510,8 +525,7 @@ def run(cfg, *, quiet: bool = False) -> dict:
           f"{tuple(cfg.eval.tune_seeds)}; test seeds "
           f"{tuple(cfg.eval.test_seeds)} (mean ± std); policy trained by "
           f"{cfg.algo} for {len(history)} iterations on seed {cfg.seed}"
-          + (f", cycling the clean task and training label noise {noise}."
-             if noise else "."))
+          f"{task_family_note(cfg, 'iterations')}.")
   md = [f"# {cfg.name}", "", note, "",
         res.markdown_table(header, _rows(fm))]
 
