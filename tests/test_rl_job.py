@@ -17,7 +17,7 @@ CFG = "configs/rl_fmnist.py"
 
 
 def test_variants_and_bad_values_are_named():
-  for v in ("", "small", "debug", "xu2017", "xu2017_small"):
+  for v in ("", "small", "debug", "xu2017", "xu2017_small", "cifar_small"):
     cfg = load_config(f"{CFG}:{v}")
     # The episode is a whole number of decisions.
     assert cfg.env.total_steps % cfg.env.steps_per_action == 0
@@ -39,6 +39,24 @@ def test_initial_actor_keeps_the_rate():
   from lrmeta.controllers.rl_policy import make_policy_net
   logits = make_policy_net(pcfg).apply(actor, np.zeros(pcfg.obs_dim, "f4"))
   assert pcfg.factors[int(np.argmax(logits))] == 1.0
+
+
+def test_cifar_variant_is_small_with_the_direction_swapped():
+  """Trains on CIFAR-10 and transfers to Fashion-MNIST over the same budget;
+  nothing else differs from the small variant."""
+  small = load_config(CFG + ":small").to_dict()
+  cif = load_config(CFG + ":cifar_small")
+  flat = lambda d, pre="": {k2: v2 for k, v in d.items() for k2, v2 in (
+      flat(v, pre + k + ".").items() if isinstance(v, dict)
+      else [(pre + k, v)])}
+  a, b = flat(small), flat(cif.to_dict())
+  changed = {k for k in a if a[k] != b[k]}
+  assert changed <= {"name", "output_dir", "task.dataset"} | {
+      k for k in a if k.startswith("transfer.")}
+  assert cif.task.dataset == "cifar10" and "task.dataset" in changed
+  assert cif.transfer.dataset == "fashion_mnist"
+  _, steps = rl_job.transfer_task(cif)
+  assert steps == cif.env.total_steps
 
 
 def _script(name: str):
