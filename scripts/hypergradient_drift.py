@@ -167,9 +167,8 @@ def _plot(path, rates, by_batch):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, len(WINDOWS), figsize=(4.2 * len(WINDOWS), 3.6),
-                           sharey=False)
-  for w, ax in enumerate(np.atleast_1d(axes)):
+  fig, axes = plt.subplots(1, len(WINDOWS), figsize=(4.2 * len(WINDOWS), 3.6))
+  for w, ax in enumerate(axes):
     for b, s in by_batch.items():
       win = s["windows"][w]
       line, = ax.plot(rates, win["mean"], "o-", label=f"batch {b}")
@@ -179,8 +178,8 @@ def _plot(path, rates, by_batch):
     ax.set_yscale("symlog", linthresh=1e-3)
     ax.set_xlabel("frozen learning rate")
     ax.set_title(WINDOWS[w])
-  np.atleast_1d(axes)[0].set_ylabel("drift E[g_t . g_{t-1}] (HD's direction)")
-  np.atleast_1d(axes)[0].legend(fontsize=8, title="dotted: lr*/10")
+  axes[0].set_ylabel("drift E[g_t . g_{t-1}] (HD's direction)")
+  axes[0].legend(fontsize=8, title="dotted: lr*/10")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 
 import jax
 import numpy as np
@@ -13,14 +11,12 @@ import pytest
 
 from lrmeta.tasks import make_task
 from lrmeta.train.state import init_state
+from script_module import load_script
 
 
-def _script():
-  path = pathlib.Path(__file__).parents[1] / "scripts/hypergradient_drift.py"
-  spec = importlib.util.spec_from_file_location("hypergradient_drift", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+@pytest.fixture(scope="module")
+def drift_script():
+  return load_script("hypergradient_drift")
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +26,11 @@ def mlp_task(fmnist_small):
 
 
 @pytest.mark.parametrize("clip", [0.0, 0.5])
-def test_drift_is_dot_product_of_consecutive_gradients(mlp_task, clip):
+def test_drift_is_dot_product_of_consecutive_gradients(drift_script, mlp_task,
+                                                     clip):
   """Against plain SGD written out here: same batches, same parameters."""
-  drift_mod = _script()
   rates, seeds, steps = [0.05, 0.4], [3], 5
-  drift, val = drift_mod.frozen_rate_drift(mlp_task, rates, seeds, steps,
+  drift, val = drift_script.frozen_rate_drift(mlp_task, rates, seeds, steps,
                                            clip, chunk=2, progress=False)
   assert drift.shape == (2, 1, steps) and val.shape == (2, 1)
   for i, lr in enumerate(rates):
@@ -52,8 +48,8 @@ def test_drift_is_dot_product_of_consecutive_gradients(mlp_task, clip):
     np.testing.assert_allclose(drift[i, 0], expected, rtol=2e-4, atol=1e-6)
 
 
-def test_fixed_point_interpolates_the_sign_change():
-  fp = _script().fixed_point
+def test_fixed_point_interpolates_the_sign_change(drift_script):
+  fp = drift_script.fixed_point
   # Geometric midpoint when the drift is symmetric around the change.
   assert fp([0.1, 1.0], [1.0, -1.0]) == pytest.approx(np.sqrt(0.1))
   assert fp([0.1, 1.0, 10.0], [2.0, 1.0, -1.0]) == pytest.approx(np.sqrt(10))
@@ -61,8 +57,8 @@ def test_fixed_point_interpolates_the_sign_change():
   assert fp([0.1, 1.0], [1.0, 0.5]) == float("inf")
 
 
-def test_tiny_run_writes_table_and_json(tmp_path, capsys):
-  _script().main(["--tiny", "--quiet", "--out", str(tmp_path),
+def test_tiny_run_writes_table_and_json(drift_script, tmp_path, capsys):
+  drift_script.main(["--tiny", "--quiet", "--out", str(tmp_path),
                   "--batch_sizes", "16", "--rates", "0.01", "3.0"])
   last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert set(last) == {"fixed_point", "lr_star"}

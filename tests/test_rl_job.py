@@ -1,8 +1,6 @@
 """`lrmeta rl-train`: the debug variant end to end on real Fashion-MNIST."""
 
-import importlib.util
 import json
-import pathlib
 
 import jax
 import numpy as np
@@ -12,6 +10,7 @@ from lrmeta.cli import main
 from lrmeta.experiments import rl_job
 from lrmeta.experiments.config import load_config
 from lrmeta.train import init_state, run_steps
+from script_module import load_script
 
 CFG = "configs/rl_fmnist.py"
 
@@ -57,14 +56,6 @@ def test_cifar_variant_is_small_with_the_direction_swapped():
   assert cif.transfer.dataset == "fashion_mnist"
   _, steps = rl_job.transfer_task(cif)
   assert steps == cif.env.total_steps
-
-
-def _script(name: str):
-  spec = importlib.util.spec_from_file_location(
-      name, pathlib.Path(f"scripts/{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 @pytest.mark.slow
@@ -120,14 +111,14 @@ def test_debug_job_end_to_end(tmp_path, capsys):
   np.testing.assert_allclose(tr["probs"].sum(-1), 1.0, rtol=1e-5)
   np.testing.assert_allclose(
       tr["lr"], np.asarray(m["lr"]).reshape(windows, -1).mean(1), rtol=1e-5)
-  trace = _script("trace_rl_policy")
+  trace = load_script("trace_rl_policy")
   trace.main([str(out)])
   assert "greedy factor per decision" in (out / "trace.md").read_text()
 
   # The paper-table script rebuilds its table from this finished run alone,
   # describing the run as configured (the debug variant), not the variant
   # its --small flag would load.
-  script = _script("reproduce_xu2019")
+  script = load_script("reproduce_xu2019")
   capsys.readouterr()
   script.main(["--small", "--table-only", f"--config.output_dir={out}"])
   md = (out / "table.md").read_text()
