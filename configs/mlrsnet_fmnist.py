@@ -23,15 +23,24 @@ Meta-objective (``meta.estimator``):
   a meta batch every ``meta.every`` steps along one run (the paper's code:
   every 300 batches). Greedy: short-horizon bias (Wu et al. 2018) drove the
   rate to ~0.01 in our runs (see the README).
+* ``"es"``: antithetic ES (``meta.es_pairs`` pairs of perturbations of
+  scale ``meta.es_sigma``, both runs of a pair on the same network and
+  minibatches) over truncations of ``meta.window`` steps; with
+  ``meta.window == meta.horizon`` it scores the meta-set loss at the END of
+  whole runs with neither the short-horizon bias of truncations nor the
+  exploding gradients of backprop through them (Metz et al. 2019), at the
+  price of a noisy estimate. Variant ``small_es``.
 * ``"pes"``: persistent ES over truncations of ``meta.window`` steps
-  (``meta.pes_pairs`` antithetic pairs).
+  (``meta.es_pairs`` antithetic pairs, scale ``meta.es_sigma``); unbiased
+  for the sum of meta-set losses at the truncation ends. Variant
+  ``small_pes``.
 """
 
 import ml_collections
 
 from lrmeta.experiments.config import task_config
 
-ESTIMATORS = ("truncated", "unrolled", "lookahead", "pes")
+ESTIMATORS = ("truncated", "unrolled", "lookahead", "es", "pes")
 
 
 def get_config(variant=None):
@@ -64,8 +73,8 @@ def get_config(variant=None):
   c.meta.num_tasks = 4  # inner runs (seeds) vmapped per meta-step
   c.meta.every = 1  # lookahead: a meta-update every this many inner steps
   c.meta.window = 129  # truncated, pes: truncation length
-  c.meta.pes_pairs = 8
-  c.meta.pes_sigma = 0.01
+  c.meta.es_pairs = 8  # es, pes
+  c.meta.es_sigma = 0.01
   c.meta.meta_batch_size = 1000  # meta-set examples per meta-loss
   c.meta.lr = 2e-3  # Adam (the paper: 1e-3)
   c.meta.weight_decay = 1e-4
@@ -94,7 +103,7 @@ def get_config(variant=None):
   c.transfer.eval_every = 390
   c.transfer.eval_examples = 0
 
-  if variant == "small":
+  if variant in ("small", "small_es", "small_pes"):
     # Two CPU cores, meant to finish within 30 min: 20k training images,
     # 200 steps of batch 64 (0.64 epoch); CIFAR-10 on a 10k subset, 150 steps
     # of batch 64. (With batch 128 it took 84 min on one core.)
@@ -119,6 +128,25 @@ def get_config(variant=None):
     c.transfer.lr_grid = (1.0, 3.0, 10.0)
     c.transfer.eval_every = 150
     c.transfer.eval_examples = 5000  # of the test split (loader shuffles it)
+    if variant == "small_es":
+      # The meta-set loss at the end of whole 200-step runs, by antithetic
+      # ES: no short-horizon bias (what collapsed the truncated runs' rate)
+      # and no backprop through a chaotic unroll (what made "unrolled"
+      # explode). One meta-step = 2 x 4 whole runs; 20 meta-steps.
+      c.output_dir = "results/mlrsnet_fmnist_small_es"
+      c.meta.estimator = "es"
+      c.meta.window = 200
+      c.meta.meta_steps = 20
+      c.meta.es_pairs = 4
+      c.meta.save_every = 2
+    elif variant == "small_pes":
+      # PES over the same 40-step truncations as "small": unbiased for the
+      # sum of the 5 meta-set losses along each run, where truncated
+      # backprop is greedy within each window. 100 meta-steps = 20 runs.
+      c.output_dir = "results/mlrsnet_fmnist_small_pes"
+      c.meta.estimator = "pes"
+      c.meta.es_pairs = 4
+      c.meta.lr = 3e-3  # a noisier estimate than backprop's
   elif variant == "debug":
     # For tests: an MLP instead of the CNN (compiles in seconds), 12 steps.
     c.output_dir = "results/mlrsnet_fmnist_debug"
@@ -131,7 +159,7 @@ def get_config(variant=None):
     c.meta.meta_steps = 8
     c.meta.num_tasks = 4
     c.meta.window = 4
-    c.meta.pes_pairs = 2
+    c.meta.es_pairs = 2
     c.meta.meta_batch_size = 200
     c.meta.lr = 5e-2
     c.meta.save_every = 8
@@ -149,6 +177,6 @@ def get_config(variant=None):
     c.transfer.eval_every = 4
     c.transfer.eval_examples = 200
   elif variant not in (None, ""):
-    raise ValueError(f"unknown variant {variant!r}; use '', 'small' or "
-                     "'debug'")
+    raise ValueError(f"unknown variant {variant!r}; use '', 'small', "
+                     "'small_es', 'small_pes' or 'debug'")
   return c

@@ -12,6 +12,7 @@ alongside for reference; our runs are much smaller and the table says how.
   python scripts/reproduce_mlrsnet.py --small   # 2 CPU cores, 27 min
   python scripts/reproduce_mlrsnet.py           # full config, meant for a GPU
   python scripts/reproduce_mlrsnet.py --small --estimator lookahead  # paper's
+  python scripts/reproduce_mlrsnet.py --variant small_es   # ES, whole runs
   python scripts/reproduce_mlrsnet.py --small --table-only  # from results/
 
 The last line printed is the job's JSON summary.
@@ -115,6 +116,9 @@ def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--small", action="store_true",
                  help="the CPU-sized variant (27 min on 2 cores)")
+  p.add_argument("--variant", default="",
+                 choices=("", "small", "small_es", "small_pes"),
+                 help="a config variant (--small is --variant small)")
   p.add_argument("--estimator", default="",
                  choices=("",) + meta_job.ESTIMATORS,
                  help="meta-gradient estimator (default: the config's)")
@@ -124,7 +128,8 @@ def main():
   p.add_argument("--table-only", action="store_true",
                  help="rewrite table.md from an existing results folder")
   args = p.parse_args()
-  cfg = load_config(f"{CONFIG}:small" if args.small else str(CONFIG))
+  variant = args.variant or ("small" if args.small else "")
+  cfg = load_config(f"{CONFIG}:{variant}" if variant else str(CONFIG))
   with cfg.unlocked():
     if args.estimator:
       cfg.meta.estimator = args.estimator

@@ -9,9 +9,9 @@ import pytest
 from lrmeta.cli import main
 from lrmeta.controllers.mlr_snet import init_mlr_snet_params
 from lrmeta.experiments import meta_job
-from lrmeta.experiments.config import load_config
+from lrmeta.experiments.config import changed_keys, load_config
 from lrmeta.experiments.train_job import build_task
-from lrmeta.meta import load_controller
+from lrmeta.meta import PES, AntitheticES, TaskProblem, load_controller
 from lrmeta.train import train
 
 CFG = "configs/mlrsnet_fmnist.py"
@@ -26,6 +26,47 @@ def test_bad_estimator_and_variant_are_named(tmp_path):
           f"--config.output_dir={tmp_path}", "--config.meta.lr=-1.0"])
   with pytest.raises(ValueError, match="unknown variant"):
     load_config(CFG + ":huge")
+
+
+@pytest.mark.parametrize("variant,estimator,kind", [
+    ("small_es", "es", AntitheticES), ("small_pes", "pes", PES)])
+def test_es_variants_change_only_the_meta_objective(variant, estimator, kind):
+  """small_es / small_pes are the small set-up with another estimator: the
+  task, inner optimizer, meta-test and transfer are the same, so their
+  tables compare with small's; the job builds the estimator they name."""
+  small = load_config(CFG + ":small")
+  cfg = load_config(CFG + ":" + variant)
+  changed = changed_keys(small, cfg)
+  assert "meta.estimator" in changed and cfg.meta.estimator == estimator
+  assert all(k == "output_dir" or k.startswith("meta.") for k in changed), (
+      changed)
+  problem = TaskProblem(build_task(load_config(CFG + ":debug")),
+                        lambda th: None)
+  est = meta_job.make_estimator(cfg, problem)
+  assert isinstance(est, kind)
+  assert (est.num_pairs, est.sigma) == (cfg.meta.es_pairs, cfg.meta.es_sigma)
+  assert (est.horizon, est.window) == (cfg.meta.horizon, cfg.meta.window)
+  if estimator == "es":  # whole runs: the meta-loss at the end of training
+    assert est.window == est.horizon == cfg.test.steps
+
+
+def test_es_meta_training_moves_theta(tmp_path, capsys):
+  """The ES estimator through the job: finite meta-losses and a theta that
+  moved (two meta-steps of the debug variant)."""
+  out = tmp_path / "es"
+  main(["meta-train", "--config", CFG + ":debug", "--quiet",
+        f"--config.output_dir={out}", "--config.meta.estimator=es",
+        "--config.meta.window=12", "--config.meta.meta_steps=2",
+        "--config.test.schedules=('cosine',)"])
+  summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert summary["meta_estimator"] == "es"
+  trace = [json.loads(l) for l in
+           (out / "meta_metrics.jsonl").read_text().splitlines()]
+  assert len(trace) == 2 and all(np.isfinite(r["meta_loss"]) for r in trace)
+  theta, _ = load_controller(str(out / "checkpoints" / "controller"))
+  theta0 = init_mlr_snet_params(jax.random.key(0))
+  assert max(float(np.abs(a - b).max()) for a, b in zip(
+      jax.tree.leaves(theta), jax.tree.leaves(theta0))) > 1e-4
 
 
 def test_debug_meta_train_end_to_end(tmp_path, capsys):

@@ -8,7 +8,7 @@ import pytest
 
 from lrmeta.cli import main
 from lrmeta.experiments import rl_job
-from lrmeta.experiments.config import load_config
+from lrmeta.experiments.config import changed_keys, flatten, load_config
 from lrmeta.train import init_state, run_steps
 from script_module import load_script
 
@@ -43,15 +43,11 @@ def test_initial_actor_keeps_the_rate():
 def test_cifar_variant_is_small_with_the_direction_swapped():
   """Trains on CIFAR-10 and transfers to Fashion-MNIST over the same budget;
   nothing else differs from the small variant."""
-  small = load_config(CFG + ":small").to_dict()
+  small = load_config(CFG + ":small")
   cif = load_config(CFG + ":cifar_small")
-  flat = lambda d, pre="": {k2: v2 for k, v in d.items() for k2, v2 in (
-      flat(v, pre + k + ".").items() if isinstance(v, dict)
-      else [(pre + k, v)])}
-  a, b = flat(small), flat(cif.to_dict())
-  changed = {k for k in a if a[k] != b[k]}
+  changed = changed_keys(small, cif)
   assert changed <= {"name", "output_dir", "task.dataset"} | {
-      k for k in a if k.startswith("transfer.")}
+      k for k in flatten(small) if k.startswith("transfer.")}
   assert cif.task.dataset == "cifar10" and "task.dataset" in changed
   assert cif.transfer.dataset == "fashion_mnist"
   _, steps = rl_job.transfer_task(cif)

@@ -93,6 +93,25 @@ def check_range(cfg, key: str, lo=None, hi=None) -> None:
                      f"[{lo}, {hi}]")
 
 
+def flatten(cfg) -> dict:
+  """``{"a.b.c": value}`` for every leaf of a ConfigDict (or nested dict)."""
+  d = cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else cfg
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update({f"{k}.{k2}": v2 for k2, v2 in flatten(v).items()})
+    else:
+      out[k] = v
+  return out
+
+
+def changed_keys(a, b) -> set[str]:
+  """Dotted keys whose values differ between two configs (or exist in one)."""
+  fa, fb = flatten(a), flatten(b)
+  return {k for k in fa.keys() | fb.keys()
+          if k not in fa or k not in fb or fa[k] != fb[k]}
+
+
 def task_config(dataset: str = "fashion_mnist", model: str = "small_cnn"
                 ) -> ml_collections.ConfigDict:
   """The ``task`` block every experiment config shares (read by

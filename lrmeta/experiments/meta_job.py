@@ -1,10 +1,9 @@
 """The `lrmeta meta-train` job: meta-train MLR-SNet, meta-test it, transfer it.
 
 1. Meta-training from the default initialisation with the estimator named by
-   ``cfg.meta.estimator`` (see ``configs/mlrsnet_fmnist.py``): by default the
-   meta-set loss at the end of a whole run of ``cfg.meta.horizon`` steps,
-   differentiated through the full rematerialised unroll; the paper's
-   one-step look-ahead and PES are the alternatives. Meta-training state is
+   ``cfg.meta.estimator`` (see ``configs/mlrsnet_fmnist.py``): truncated
+   backprop through windows of a run (the default), full unrolled backprop,
+   the paper's one-step look-ahead, antithetic ES or PES. Meta-training state is
    checkpointed every ``cfg.meta.save_every`` meta-steps and a rerun of the
    same config resumes from it.
 2. Meta-test: fresh networks (seeds ``cfg.test.seeds``, disjoint from the
@@ -43,13 +42,13 @@ from lrmeta.experiments import results as res
 from lrmeta.experiments.baselines import seed_keys, tune_schedule
 from lrmeta.experiments.config import check_range
 from lrmeta.experiments.train_job import build_task
-from lrmeta.meta import (PES, MetaCheckpointer, MetaTrainer, TaskProblem,
+from lrmeta.meta import (PES, AntitheticES, MetaCheckpointer, MetaTrainer, TaskProblem,
                          TruncatedBackprop, default_meta_optimizer, load_controller, meta_train,
                          one_step_lookahead, save_controller, unrolled)
 from lrmeta.tasks import Task
 from lrmeta.train import applied_learning_rate, train_population
 
-ESTIMATORS = ("truncated", "unrolled", "lookahead", "pes")
+ESTIMATORS = ("truncated", "unrolled", "lookahead", "es", "pes")
 SNAPSHOT_FRACTIONS = (1 / 3, 2 / 3)  # the paper's meta-test switch points
 
 
@@ -123,10 +122,14 @@ def make_estimator(cfg, problem: TaskProblem):
   if m.estimator == "lookahead":
     return one_step_lookahead(problem, m.horizon, every=m.every,
                               num_tasks=m.num_tasks)
+  if m.estimator == "es":
+    return AntitheticES(problem, horizon=m.horizon, window=m.window,
+                        num_tasks=m.num_tasks, num_pairs=m.es_pairs,
+                        sigma=m.es_sigma)
   if m.estimator == "pes":
     return PES(problem, horizon=m.horizon, window=m.window,
-               num_tasks=m.num_tasks, num_pairs=m.pes_pairs,
-               sigma=m.pes_sigma)
+               num_tasks=m.num_tasks, num_pairs=m.es_pairs,
+               sigma=m.es_sigma)
   raise ValueError(f"config key 'meta.estimator' = {m.estimator!r} is not one "
                    f"of {ESTIMATORS}")
 
@@ -318,8 +321,8 @@ def _check(cfg) -> None:
                       ("controller.gamma", 0.0, None),
                       ("meta.horizon", 1, None), ("meta.meta_steps", 1, None),
                       ("meta.num_tasks", 1, None), ("meta.every", 1, None),
-                      ("meta.window", 1, None), ("meta.pes_pairs", 1, None),
-                      ("meta.pes_sigma", 1e-8, None),
+                      ("meta.window", 1, None), ("meta.es_pairs", 1, None),
+                      ("meta.es_sigma", 1e-8, None),
                       ("meta.meta_batch_size", 1, None),
                       ("meta.lr", 1e-8, 10.0), ("meta.weight_decay", 0.0, 1.0),
                       ("meta.clip_norm", 0.0, None), ("meta.save_every", 1, None),
