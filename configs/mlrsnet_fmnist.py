@@ -40,7 +40,7 @@ import ml_collections
 
 from lrmeta.experiments.config import task_config
 
-ESTIMATORS = ("truncated", "unrolled", "lookahead", "es", "pes")
+VARIANTS = ("", "small", "small_es", "small_pes", "debug")
 
 
 def get_config(variant=None):
@@ -177,6 +177,5 @@ def get_config(variant=None):
     c.transfer.eval_every = 4
     c.transfer.eval_examples = 200
   elif variant not in (None, ""):
-    raise ValueError(f"unknown variant {variant!r}; use '', 'small', "
-                     "'small_es', 'small_pes' or 'debug'")
+    raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
   return c

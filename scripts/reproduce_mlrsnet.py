@@ -117,8 +117,8 @@ def main():
   p.add_argument("--small", action="store_true",
                  help="the CPU-sized variant (27 min on 2 cores)")
   p.add_argument("--variant", default="",
-                 choices=("", "small", "small_es", "small_pes"),
-                 help="a config variant (--small is --variant small)")
+                 help="a variant of configs/mlrsnet_fmnist.py, e.g. small_es "
+                      "(--small is --variant small)")
   p.add_argument("--estimator", default="",
                  choices=("",) + meta_job.ESTIMATORS,
                  help="meta-gradient estimator (default: the config's)")

@@ -42,8 +42,9 @@ from lrmeta.experiments import results as res
 from lrmeta.experiments.baselines import seed_keys, tune_schedule
 from lrmeta.experiments.config import check_range
 from lrmeta.experiments.train_job import build_task
-from lrmeta.meta import (PES, AntitheticES, MetaCheckpointer, MetaTrainer, TaskProblem,
-                         TruncatedBackprop, default_meta_optimizer, load_controller, meta_train,
+from lrmeta.meta import (PES, AntitheticES, MetaCheckpointer, MetaTrainer,
+                         TaskProblem, TruncatedBackprop,
+                         default_meta_optimizer, load_controller, meta_train,
                          one_step_lookahead, save_controller, unrolled)
 from lrmeta.tasks import Task
 from lrmeta.train import applied_learning_rate, train_population
