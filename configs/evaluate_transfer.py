@@ -15,6 +15,8 @@ import ml_collections
 
 from lrmeta.experiments.config import task_config
 
+VARIANTS = ("", "small", "tiny")
+
 
 def get_config(variant=None):
   c = ml_collections.ConfigDict()
@@ -58,5 +60,5 @@ def get_config(variant=None):
     c.train.eval_every = 8
     c.train.eval_examples = 200
   elif variant not in (None, ""):
-    raise ValueError(f"unknown variant {variant!r}; use '', 'small' or 'tiny'")
+    raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
   return c

@@ -8,6 +8,8 @@ import ml_collections
 
 from lrmeta.experiments.config import task_config
 
+VARIANTS = ("", "small")
+
 
 def get_config(variant=None):
   c = ml_collections.ConfigDict()
@@ -46,5 +48,5 @@ def get_config(variant=None):
     c.train.eval_examples = 500
     c.output_dir = "results/fashion_mnist_small"
   elif variant not in (None, ""):
-    raise ValueError(f"unknown variant {variant!r}; use '' or 'small'")
+    raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
   return c

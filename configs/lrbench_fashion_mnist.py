@@ -7,7 +7,7 @@
 import ml_collections
 
 from lrmeta.experiments.config import task_config
-from lrmeta.schedules import select
+from lrmeta.experiments.select_job import selection_config
 
 SMALL_CANDIDATES = ("fix-0.01", "fix-0.1", "step", "exp", "poly", "cos",
                     "tri2", "dtri", "sgdr", "onecycle")
@@ -20,8 +20,8 @@ def get_config(variant=None):
 
   c.task = task_config("fashion_mnist", "small_cnn")
 
-  # Selection settings (see lrmeta.schedules.select.default_config).
-  c.selection = select.default_config()
+  # Selection settings: the fields of lrmeta.schedules.select.SelectionConfig.
+  c.selection = selection_config()
   c.selection.budget = 1500
   c.selection.stage_fractions = (1 / 3, 2 / 3)
   c.selection.eval_examples = 5000
@@ -31,7 +31,8 @@ def get_config(variant=None):
   # optimizer (plain SGD), so only the LR policy differs.
   c.selection.default = "fix(k0=0.01)"
   c.selection.momentum = 0.0
-  # Candidate keys from select.default_candidates; () keeps all sixteen.
+  # Candidate keys from lrmeta.schedules.select.default_candidates; () keeps
+  # all sixteen.
   c.candidates = ()
 
   if variant == "small":

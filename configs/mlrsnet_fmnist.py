@@ -22,7 +22,7 @@ Meta-objective (``meta.estimator``):
 * ``"lookahead"``: the paper's scheme, one differentiable SGD step scored on
   a meta batch every ``meta.every`` steps along one run (the paper's code:
   every 300 batches). Greedy: short-horizon bias (Wu et al. 2018) drove the
-  rate to ~0.01 in our runs (see the README).
+  rate to ~0.01 in our runs (see docs/results/mlr_snet.md).
 * ``"es"``: antithetic ES (``meta.es_pairs`` pairs of perturbations of
   scale ``meta.es_sigma``, both runs of a pair on the same network and
   minibatches) over truncations of ``meta.window`` steps; with

@@ -61,7 +61,7 @@ def get_config(variant=None):
   # Training tasks besides the clean one: the same data with these
   # symmetric training-label-noise rates (validation stays clean); PPO /
   # actor-critic iterations cycle through them. Off by default: with (0.5,)
-  # the small run's transfer to CIFAR-10 did not improve (README).
+  # the small run's transfer to CIFAR-10 did not improve (docs/results/rl.md).
   c.env.train_label_noise = ()
 
   c.ppo = ml_collections.ConfigDict()

@@ -1,11 +1,10 @@
 """Per-step overhead of each controller, as a ratio to its base optimizer alone.
 
-Each controller family registers rows in ``CASES`` (its module's
-``overhead_cases()``, listed in ``FAMILY_MODULES``): a name, the base
-optimizer, and the same base with the controller. Both run the Fashion-MNIST
-small CNN for the same scanned steps; the ratio is controlled / base ms/step
-(best of ``--reps`` alternating repetitions). The last line is
-``{"overhead": {name: ratio, ...}}``.
+Each row of :func:`cases` is a name, the base optimizer, and the same base
+with the controller (one function per controller family below). Both run the
+Fashion-MNIST small CNN for the same scanned steps; the ratio is controlled /
+base ms/step (best of ``--reps`` alternating repetitions). The last line is
+``{"overhead": {name: ratio, ...}, "backend": ...}``.
 
   python scripts/bench_controller_overhead.py
   python scripts/bench_controller_overhead.py --only hd_sgd_global
@@ -14,24 +13,22 @@ small CNN for the same scanned steps; the ratio is controlled / base ms/step
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from typing import Callable
 
 import jax
 import optax
 
+from lrmeta.controllers.hypergradient import GRANULARITIES, hd_adam, hd_sgd
+from lrmeta.controllers.mlr_snet import init_mlr_snet_params, mlr_snet_sgd
+from lrmeta.controllers.rl_policy import PolicyConfig, init_actor, rl_lr_policy
+from lrmeta.controllers.self_adaptive import self_adaptive_sgd
 from lrmeta.experiments.timing import best_time
 from lrmeta.tasks import make_task
 from lrmeta.train import init_state, run_steps
 
 Factory = Callable[[], optax.GradientTransformation]
-# name -> (base optimizer factory, controlled optimizer factory)
-CASES: dict[str, tuple[Factory, Factory]] = {}
-
-
-def register(name: str, base: Factory, controlled: Factory) -> None:
-  CASES[name] = (base, controlled)
+Row = tuple[str, Factory, Factory]  # (name, base factory, controlled factory)
 
 
 def _sgd():
@@ -42,25 +39,72 @@ def _adam():
   return optax.adam(1e-3)
 
 
-# Sanity row: optax.inject_hyperparams around SGD (should be ~1.0).
-register("inject_hyperparams_sgd", _sgd,
-         lambda: optax.inject_hyperparams(optax.sgd)(learning_rate=0.05,
-                                                     momentum=0.9))
+def sanity_rows() -> list[Row]:
+  """optax.inject_hyperparams around SGD (its ratio should be about 1.0)."""
+  return [("inject_hyperparams_sgd", _sgd,
+           lambda: optax.inject_hyperparams(optax.sgd)(learning_rate=0.05,
+                                                       momentum=0.9))]
 
 
-# Each controller family's module exposes overhead_cases() -> rows.
-FAMILY_MODULES = ("lrmeta.controllers.hypergradient",
-                  "lrmeta.controllers.mlr_snet",
-                  "lrmeta.controllers.rl_policy")
+def hypergradient_rows() -> list[Row]:
+  """HD (every granularity, both rules) and the self-adaptive rate.
+
+  Each controlled optimizer runs the same base as its row's base factory.
+  """
+  rows = []
+  for gran in GRANULARITIES:
+    rows.append((f"hd_sgd_{gran}", _sgd,
+                 lambda g=gran: hd_sgd(0.05, momentum=0.9, granularity=g)))
+  rows.append(("hd_sgd_mult_global", _sgd,
+               lambda: hd_sgd(0.05, momentum=0.9, rule="multiplicative")))
+  for gran in ("global", "per_layer"):
+    rows.append((f"hd_adam_{gran}", _adam,
+                 lambda g=gran: hd_adam(1e-3, granularity=g)))
+  rows.append(("self_adaptive_sgd", _sgd,
+               lambda: self_adaptive_sgd(0.05, momentum=0.9)))
+  return rows
 
 
-def _register_families():
-  """Rows of the controller families (a missing module is an error)."""
-  for module in FAMILY_MODULES:
-    # import_module, not `from lrmeta.controllers import x`: the package
-    # re-exports functions (e.g. `mlr_snet`) that share their module's name.
-    for name, base, ctl in importlib.import_module(module).overhead_cases():
-      register(name, base, ctl)
+def mlr_snet_rows() -> list[Row]:
+  """MLR-SNet: the base is plain SGD with the same momentum and weight
+  decay; the controlled row runs the LSTM (hidden 50) once per step."""
+  theta = init_mlr_snet_params(jax.random.key(0))
+
+  def base():
+    return optax.chain(optax.add_decayed_weights(5e-4),
+                       optax.sgd(0.05, momentum=0.9))
+
+  def controlled():
+    return mlr_snet_sgd(theta, momentum=0.9)
+
+  return [("mlr_snet_sgd", base, controlled)]
+
+
+def rl_policy_rows() -> list[Row]:
+  """SGD(0.05, m=0.9) with and without a (random, frozen) RL policy acting
+  every 20 steps on the ``xu2019`` features."""
+  cfg = PolicyConfig(steps_per_action=20, total_steps=400, features="xu2019")
+  actor = init_actor(cfg, jax.random.key(0))
+
+  def base():
+    return optax.sgd(0.05, momentum=0.9)
+
+  def controlled():
+    return optax.chain(optax.sgd(0.05, momentum=0.9), rl_lr_policy(actor, cfg))
+
+  return [("rl_policy_sgd", base, controlled)]
+
+
+def cases() -> dict[str, tuple[Factory, Factory]]:
+  """name -> (base factory, controlled factory), in the printed order."""
+  out = {}
+  for family in (sanity_rows, hypergradient_rows, mlr_snet_rows,
+                 rl_policy_rows):
+    for name, base, controlled in family():
+      if name in out:
+        raise ValueError(f"duplicate overhead row {name!r}")
+      out[name] = (base, controlled)
+  return out
 
 
 def _paired_ms_per_step(task, base, ctl, steps, reps):
@@ -88,7 +132,6 @@ def main():
   p.add_argument("--reps", type=int, default=3)
   p.add_argument("--only", default="", help="comma-separated row names")
   args = p.parse_args()
-  _register_families()
   task = make_task("fashion_mnist", "small_cnn",
                    data_kwargs={"max_train": 20000})
   only = set(filter(None, args.only.split(",")))
@@ -97,7 +140,7 @@ def main():
         f"{task.batch_size} steps={args.steps} best of {args.reps} "
         "(base and controlled alternated)")
   print(f"{'controller':<28}{'base ms':>10}{'ctl ms':>10}{'ratio':>8}")
-  for name, (base, ctl) in CASES.items():
+  for name, (base, ctl) in cases().items():
     if only and name not in only:
       continue
     b, c = _paired_ms_per_step(task, base(), ctl(), args.steps, args.reps)

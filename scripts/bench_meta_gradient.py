@@ -35,8 +35,7 @@ import time
 import jax
 
 from lrmeta.controllers.mlr_snet import init_mlr_snet_params, mlr_snet_sgd
-from lrmeta.meta import (PES, AntitheticES, TaskProblem, TruncatedBackprop,
-                         unrolled)
+from lrmeta.meta import TaskProblem, make_estimator, unrolled
 from lrmeta.tasks import make_task
 
 
@@ -59,12 +58,15 @@ def _peak_mb(fn, args) -> float:
 
 
 def _estimators(problem, T, window, pairs, sigma):
+  """Each estimator set up to cover ``T`` inner steps (PES: one truncation
+  of a ``2T`` episode)."""
+  es = dict(num_pairs=pairs, sigma=sigma)
   return {
-      "unrolled": unrolled(problem, T),
-      "truncated": TruncatedBackprop(problem, horizon=T, window=window),
-      "es": AntitheticES(problem, horizon=T, num_pairs=pairs, sigma=sigma),
-      "pes": PES(problem, horizon=2 * T, window=T, num_pairs=pairs,
-                 sigma=sigma),
+      "unrolled": make_estimator("unrolled", problem, horizon=T),
+      "truncated": make_estimator("truncated", problem, horizon=T,
+                                  window=window),
+      "es": make_estimator("es", problem, horizon=T, **es),
+      "pes": make_estimator("pes", problem, horizon=2 * T, window=T, **es),
   }
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from lrmeta.experiments import meta_job
 from lrmeta.experiments.config import load_config
+from lrmeta.meta import ESTIMATORS
 
 CONFIG = pathlib.Path(__file__).parents[1] / "configs" / "mlrsnet_fmnist.py"
 
@@ -120,7 +121,7 @@ def main():
                  help="a variant of configs/mlrsnet_fmnist.py, e.g. small_es "
                       "(--small is --variant small)")
   p.add_argument("--estimator", default="",
-                 choices=("",) + meta_job.ESTIMATORS,
+                 choices=("",) + ESTIMATORS,
                  help="meta-gradient estimator (default: the config's)")
   p.add_argument("--no-transfer", action="store_true")
   p.add_argument("--out", default=None, help="results folder")

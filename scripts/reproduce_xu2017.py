@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import pathlib
 
-from lrmeta.experiments import rl_job
+from lrmeta.experiments import paper_tables, rl_loop
 
 CONFIG = pathlib.Path(__file__).parents[1] / "configs" / "rl_fmnist.py"
 
@@ -55,7 +55,7 @@ def table(cfg, summary: dict) -> str:
       f"{cfg.task.batch_size} on {cfg.task.max_train or 'all'} training "
       f"images; actor-critic trained for {summary['iterations']} batches of "
       f"{cfg.actor_critic.num_envs} episodes (reward: {cfg.env.reward}"
-      f"{rl_job.task_family_note(cfg, 'batches')}); "
+      f"{rl_loop.task_family_note(cfg, 'batches')}); "
       f"base rates tuned on validation over {list(cfg.eval.lr_grid)}; test "
       f"accuracy, mean ± std over seeds {list(cfg.eval.test_seeds)}.", "",
       "| method | tuned base lr | test acc |", "|---|---|---|"]
@@ -64,15 +64,15 @@ def table(cfg, summary: dict) -> str:
     lines.append(f"| {name} | {summary['tuned_lr'][m]} | {acc} |")
   lines += ["", f"Policy minus best schedule ({summary['best_schedule']}): "
             f"{100 * summary['rl_minus_best_schedule']:+.2f} points.", ""]
-  lines += rl_job.transfer_table(cfg, summary, "actor-critic policy")
-  figures = "fmnist_curves.png, training.png" + (
+  lines += paper_tables.transfer_table(cfg, summary, "actor-critic policy")
+  figures = "task_curves.png, training.png" + (
       ", transfer_curves.png" if "transfer" in summary else "")
   lines += [PAPER_SETTING, "", PAPER_CLAIMS, "", f"Figures: {figures}.", ""]
   return "\n".join(lines)
 
 
 def main(argv=None):
-  rl_job.table_script(__doc__.splitlines()[0], str(CONFIG),
+  paper_tables.table_script(__doc__.splitlines()[0], str(CONFIG),
                       ("xu2017", "xu2017_small"), table, argv)
 
 

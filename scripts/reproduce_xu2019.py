@@ -7,7 +7,7 @@ set-up: features of training/validation loss, prediction variance and
 output-layer weights; the LR multiplied by one of a few factors every N
 steps; validation-loss reward; PPO) and writes ``table.md`` in the shape of
 the paper's table (controller vs baselines on the same budget, mean ± std
-over seeds, then transfer) next to the job's figures (``fmnist_curves.png``,
+over seeds, then transfer) next to the job's figures (``task_curves.png``,
 ``transfer_curves.png``, ``training.png``). The paper's own setting and
 claims are printed alongside; our runs are much smaller and the table says
 how.
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import pathlib
 
-from lrmeta.experiments import rl_job
+from lrmeta.experiments import paper_tables, rl_loop
 
 CONFIG = pathlib.Path(__file__).parents[1] / "configs" / "rl_fmnist.py"
 
@@ -70,7 +70,7 @@ def table(cfg, summary: dict) -> str:
       f"images; policy trained by {summary['algo']} for "
       f"{summary['iterations']} iterations x {cfg.ppo.num_envs} episodes "
       f"(training seed {cfg.seed}"
-      f"{rl_job.task_family_note(cfg, 'iterations')}); every method's base "
+      f"{rl_loop.task_family_note(cfg, 'iterations')}); every method's base "
       f"rate tuned on validation over {list(cfg.eval.lr_grid)}; test "
       f"accuracy, mean ± std over seeds {list(cfg.eval.test_seeds)} (not "
       "used in training or tuning).", "",
@@ -79,15 +79,15 @@ def table(cfg, summary: dict) -> str:
     lines.append(f"| {m} | {summary['tuned_lr'][m]} | {acc} |")
   lines += ["", f"RL policy minus best schedule ({summary['best_schedule']}):"
             f" {100 * summary['rl_minus_best_schedule']:+.2f} points.", ""]
-  lines += rl_job.transfer_table(cfg, summary)
+  lines += paper_tables.transfer_table(cfg, summary)
   lines += [PAPER_SETTING, "", PAPER_CLAIMS, "", PAPER_NUMBERS,
-            "Figures: fmnist_curves.png, transfer_curves.png, training.png.",
+            "Figures: task_curves.png, transfer_curves.png, training.png.",
             ""]
   return "\n".join(lines)
 
 
 def main(argv=None):
-  rl_job.table_script(__doc__.splitlines()[0], str(CONFIG), ("", "small"),
+  paper_tables.table_script(__doc__.splitlines()[0], str(CONFIG), ("", "small"),
                       table, argv)
 
 

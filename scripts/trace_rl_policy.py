@@ -23,7 +23,8 @@ import jax
 import ml_collections
 
 from lrmeta.controllers.rl_policy import FEATURE_NAMES, keep_index
-from lrmeta.experiments import rl_job
+from lrmeta.experiments import rl_loop
+from lrmeta.learned.rl_policy import policy_trace
 
 
 def _table(name: str, steps: int, lr: float, tr: dict) -> list[str]:
@@ -59,18 +60,18 @@ def main(argv=None):
   summary = json.loads((run / "summary.json").read_text())
   ckpt = str(run / "controller")
   key = jax.random.key(args.seed)
-  task = rl_job.build_task(cfg)
+  task = rl_loop.build_task(cfg)
   steps, lr = summary["steps"], summary["tuned_lr"]["rl_policy"]
   md = [f"# Policy trace: {run}", "",
         f"Seed {args.seed}; observations after each decision window "
         "(what the next decision reads).", ""]
   md += _table(task.name, steps, lr,
-               rl_job.policy_trace(ckpt, task, steps, key, learning_rate=lr))
+               policy_trace(ckpt, task, steps, key, learning_rate=lr))
   if "transfer" in summary:
-    ttask, tsteps = rl_job.transfer_task(cfg)
+    ttask, tsteps = rl_loop.transfer_task(cfg)
     tlr = summary["transfer"]["tuned_lr"]["rl_policy"]
     md += _table(ttask.name + " (transfer)", tsteps, tlr,
-                 rl_job.policy_trace(ckpt, ttask, tsteps, key,
+                 policy_trace(ckpt, ttask, tsteps, key,
                                      learning_rate=tlr))
   text = "\n".join(md)
   (run / "trace.md").write_text(text)

@@ -78,3 +78,29 @@ def check_controller_contract(make_tx: Callable[[], optax.GradientTransformation
     u, s = jax.jit(lambda g, s, p: itx.update(g, s, p, value=_loss(p)))(
         g, s, params)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(u))
+
+
+def check_clip_count(tx: optax.GradientTransformation, loss: Callable,
+                     x: jax.Array, hits_bound: bool, max_lr: float = 1.0,
+                     start: float = 0.1, steps: int = 10) -> None:
+  """A controller that clips its rate to ``[min_lr, max_lr]`` counts the
+  clipped steps in ``num_clipped`` (int32 scalar): above 0 when its rate was
+  driven into ``max_lr`` (``hits_bound``), 0 when every rate stayed inside
+  (then the rate stays within 10 % of ``start``)."""
+  s = tx.init(x)
+
+  def sgd_step(x, s):
+    u, s = tx.update(jax.grad(loss)(x), s, x)
+    return x + u, s
+  step = jax.jit(sgd_step)
+  top = 0.0
+  for _ in range(steps):
+    x, s = step(x, s)
+    top = max(top, float(jnp.max(s.learning_rate)))
+  assert s.num_clipped.dtype == jnp.int32 and s.num_clipped.shape == ()
+  if hits_bound:
+    assert int(s.num_clipped) > 0
+    np.testing.assert_allclose(top, max_lr, rtol=1e-6)
+  else:
+    assert int(s.num_clipped) == 0
+    assert start <= top < 1.1 * start

@@ -28,19 +28,25 @@ def test_overrides_are_typed_and_unknown_keys_named():
     load_config(CFG + ":huge")
 
 
-def test_out_of_range_value_names_the_key(tmp_path):
-  with pytest.raises(ValueError, match="task.label_noise"):
-    main(["train", "--config", CFG + ":small", "--quiet",
-          "--config.task.label_noise=1.5",
-          f"--config.output_dir={tmp_path}"])
+def _one_error_line(capsys) -> str:
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: "), err
+  return err[0]
+
+
+def test_out_of_range_value_names_the_key(tmp_path, capsys):
+  assert main(["train", "--config", CFG + ":small", "--quiet",
+               "--config.task.label_noise=1.5",
+               f"--config.output_dir={tmp_path}"]) == 2
+  assert "task.label_noise" in _one_error_line(capsys)
 
 
 @pytest.mark.slow
 def test_small_main_job_writes_a_complete_results_folder(tmp_path, capsys):
   out = tmp_path / "run"
-  main(["train", "--config", CFG + ":small", "--quiet",
-        f"--config.output_dir={out}", "--config.methods=('cosine',)",
-        "--config.train.epochs=0.5"])
+  assert main(["train", "--config", CFG + ":small", "--quiet",
+               f"--config.output_dir={out}", "--config.methods=('cosine',)",
+               "--config.train.epochs=0.5"]) == 0
   summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   for f in ("config.json", "metrics.jsonl", "history.csv", "summary.md",
             "curves.png"):
@@ -88,11 +94,12 @@ def test_select_command_end_to_end(tmp_path, capsys):
   assert "fix(k0=0.1)" in table and "cos(" in table
 
 
-def test_select_rejects_unknown_candidates(tmp_path):
-  with pytest.raises(ValueError, match="unknown candidates"):
-    main(["select", "--config", "configs/lrbench_fashion_mnist.py:small",
-          "--quiet", f"--config.output_dir={tmp_path}",
-          "--config.candidates=('fix-0.1','nope')"])
+def test_select_rejects_unknown_candidates(tmp_path, capsys):
+  assert main(["select", "--config", "configs/lrbench_fashion_mnist.py:small",
+               "--quiet", f"--config.output_dir={tmp_path}",
+               "--config.candidates=('fix-0.1','nope')"]) == 2
+  line = _one_error_line(capsys)
+  assert "unknown candidates" in line and "'nope'" in line
 
 
 @pytest.mark.slow
@@ -117,8 +124,70 @@ def test_train_job_runs_policies_and_online_controllers(tmp_path, capsys):
   assert abs(hd[0] - 0.02) < 0.02 * 0.011  # first step moves it <= beta
 
 
-def test_train_job_names_a_bad_method(tmp_path):
-  with pytest.raises(ValueError, match="tri9"):
-    main(["train", "--config", CFG + ":small", "--quiet",
-          f"--config.output_dir={tmp_path}",
-          "--config.methods=('tri9(k0=0.1)',)"])
+def test_train_job_names_a_bad_method(tmp_path, capsys):
+  assert main(["train", "--config", CFG + ":small", "--quiet",
+               f"--config.output_dir={tmp_path}",
+               "--config.methods=('tri9(k0=0.1)',)"]) == 2
+  assert "tri9" in _one_error_line(capsys)
+
+
+def test_debug_shows_the_exception(tmp_path, monkeypatch):
+  args = ["train", "--config", CFG + ":small", "--quiet",
+          f"--config.output_dir={tmp_path}", "--config.learning_rate=-1"]
+  with pytest.raises(ValueError, match="learning_rate"):
+    main(args + ["--debug"])
+  monkeypatch.setenv("LRMETA_DEBUG", "1")
+  with pytest.raises(ValueError, match="learning_rate"):
+    main(args)
+
+
+@pytest.mark.parametrize("command,config,variants", [
+    ("train", "configs/fashion_mnist.py", ("small",)),
+    ("select", "configs/lrbench_fashion_mnist.py", ("small",)),
+    ("meta-train", "configs/mlrsnet_fmnist.py", ("small_es", "debug")),
+    ("rl-train", "configs/rl_fmnist.py", ("xu2017_small", "cifar_small")),
+    ("evaluate", "configs/evaluate_transfer.py", ("small", "tiny")),
+])
+def test_subcommand_help_explains_configs_and_environment(
+    command, config, variants, capsys):
+  with pytest.raises(SystemExit) as e:
+    main([command, "--help"])
+  assert e.value.code == 0
+  text = capsys.readouterr().out
+  assert f"example:\n  lrmeta {command} --config {config}" in text
+  assert f"config file: {config}" in text
+  for v in variants:
+    assert repr(v) in text, v
+  for word in ("--config.KEY=VALUE", "output_dir", "LRMETA_DATA_DIR",
+               "LRMETA_CIFAR10_JPEG", "LRMETA_DEBUG", "JAX_PLATFORMS",
+               "--debug"):
+    assert word in text, word
+
+
+def test_space_separated_override_is_joined(tmp_path, capsys):
+  assert main(["train", "--config", CFG + ":small",
+               f"--config.output_dir={tmp_path}", "--config.learning_rate",
+               "-2"]) == 2
+  assert "got -2.0" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("command", ["train", "select", "meta-train",
+                                     "rl-train"])
+def test_help_examples_are_valid_commands(command):
+  """Each example in the help passes the checks the CLI runs before a job."""
+  import shlex
+  from lrmeta.experiments.cli import COMMANDS
+  from lrmeta.experiments.validate import validate
+  argv = shlex.split(COMMANDS[command][3])
+  assert argv[:2] == ["lrmeta", command] and argv[2] == "--config"
+  cfg = apply_overrides(load_config(argv[3]), argv[4:])
+  validate(cfg, command)
+
+
+def test_bare_string_for_a_tuple_of_strings_is_one_entry():
+  cfg = load_config(CFG + ":small")
+  apply_overrides(cfg, ["--config.methods=cosine",
+                        "--config.seeds=(2,)"])
+  assert tuple(cfg.methods) == ("cosine",) and tuple(cfg.seeds) == (2,)
+  with pytest.raises(ValueError, match="'seeds'"):
+    apply_overrides(cfg, ["--config.seeds=two"])  # ints: no such shortcut

@@ -125,3 +125,53 @@ def test_cifar10_missing_archive_names_the_fix(tmp_path):
   from lrmeta.data import cifar10
   with pytest.raises(FileNotFoundError, match="LRMETA_CIFAR10_JPEG"):
     cifar10.load_arrays(str(tmp_path))
+
+
+def test_empty_data_dir_from_env_is_an_error_not_a_fallback(tmp_path,
+                                                             monkeypatch):
+  """A set LRMETA_DATA_DIR that lacks the files never falls back to the
+  Debian copy; the message names the variable and no nonexistent keys."""
+  monkeypatch.setenv("LRMETA_DATA_DIR", str(tmp_path))
+  from lrmeta.data import DataNotFoundError, locate
+  for load in (fashion_mnist.load_arrays, lambda: load_dataset("fashion_mnist"),
+               lambda: locate("fashion_mnist")):
+    with pytest.raises(DataNotFoundError, match="LRMETA_DATA_DIR") as e:
+      load()
+    assert str(tmp_path) in str(e.value)
+    assert "data.data_dir" not in str(e.value)
+    assert "data.source" not in str(e.value)
+  monkeypatch.setenv("LRMETA_DATA_DIR", str(tmp_path / "nope"))
+  with pytest.raises(DataNotFoundError, match="no such folder"):
+    locate("fashion_mnist")
+
+
+def test_empty_data_dir_from_the_key_is_an_error(tmp_path):
+  from lrmeta.data import DataNotFoundError, locate
+  with pytest.raises(DataNotFoundError, match="task.data_dir") as e:
+    load_dataset("fashion_mnist", data_dir=str(tmp_path))
+  assert "data.data_dir" not in str(e.value)
+  # A folder with only some of the files names the missing ones.
+  (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\0\0\x08\x01")
+  with pytest.raises(DataNotFoundError, match="t10k-labels") as e:
+    locate("fashion_mnist", str(tmp_path))
+  assert "train-images" not in str(e.value)
+
+
+def test_data_dir_key_wins_over_env(tmp_path, monkeypatch):
+  monkeypatch.setenv("LRMETA_DATA_DIR", str(tmp_path))
+  assert fashion_mnist.resolve_dir(fashion_mnist.DEBIAN_DIR) == pathlib.Path(
+      fashion_mnist.DEBIAN_DIR)
+  monkeypatch.delenv("LRMETA_DATA_DIR")
+  assert fashion_mnist.resolve_dir() == pathlib.Path(fashion_mnist.DEBIAN_DIR)
+
+
+def test_cifar10_env_archive_must_be_usable(tmp_path, monkeypatch):
+  from lrmeta.data import DataNotFoundError, cifar10, locate
+  monkeypatch.setenv("LRMETA_CIFAR10_JPEG", str(tmp_path))
+  with pytest.raises(DataNotFoundError, match="LRMETA_CIFAR10_JPEG="):
+    locate("cifar10")
+  (tmp_path / "cifar10-jpeg.tar.gz").write_text("not a gzip file")
+  with pytest.raises(DataNotFoundError, match="not a gzip archive"):
+    cifar10.resolve_archive()
+  with pytest.raises(DataNotFoundError, match="task.data_dir"):
+    locate("cifar10", str(tmp_path / "missing"))

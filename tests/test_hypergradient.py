@@ -10,9 +10,10 @@ import numpy as np
 import optax
 import pytest
 
-from controller_contract import check_controller_contract
+from controller_contract import check_clip_count, check_controller_contract
 from lrmeta.controllers import hypergradient as hd
 from lrmeta.train import applied_learning_rate
+from script_module import load_script
 
 GRANS = hd.GRANULARITIES
 RULES = hd.RULES
@@ -280,6 +281,17 @@ def test_guard_clips_negative_rate_and_shows_it():
   assert int(s.num_clipped) == 2
 
 
+@pytest.mark.parametrize("gran", GRANS)
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("beta,hits_bound", [(1e3, True), (1e-6, False)])
+def test_num_clipped_counts_steps_at_a_bound(rule, gran, beta, hits_bound):
+  """A huge hypergradient rate drives the rate into max_lr and the count
+  rises; a tiny one keeps every rate inside the bounds and the count 0."""
+  loss = _quadratic(jnp.linspace(0.5, 1.0, 4))
+  tx = hd.hd_sgd(0.1, beta, rule=rule, granularity=gran, max_lr=1.0)
+  check_clip_count(tx, loss, jnp.ones(4), hits_bound)
+
+
 def test_guard_nan_holds_rate():
   tx = hd.hd_sgd(0.1, 1e-3, granularity="per_layer")
   p = {"a": jnp.ones(2), "b": jnp.ones(3)}
@@ -315,8 +327,8 @@ def test_learning_rate_tree_shapes():
   assert jax.tree.map(jnp.shape, tree) == jax.tree.map(jnp.shape, p)
 
 
-def test_overhead_cases_build():
-  rows = hd.overhead_cases()
+def test_overhead_bench_rows_build():
+  rows = load_script("bench_controller_overhead").hypergradient_rows()
   names = [r[0] for r in rows]
   assert "hd_sgd_global" in names and "hd_sgd_per_layer" in names
   for _, base, ctl in rows:

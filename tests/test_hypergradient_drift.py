@@ -25,6 +25,7 @@ def mlp_task(fmnist_small):
                    model_kwargs={"hidden": (16,)})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clip", [0.0, 0.5])
 def test_drift_is_dot_product_of_consecutive_gradients(drift_script, mlp_task,
                                                      clip):
@@ -57,6 +58,7 @@ def test_fixed_point_interpolates_the_sign_change(drift_script):
   assert fp([0.1, 1.0], [1.0, 0.5]) == float("inf")
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_table_and_json(drift_script, tmp_path, capsys):
   drift_script.main(["--tiny", "--quiet", "--out", str(tmp_path),
                   "--batch_sizes", "16", "--rates", "0.01", "3.0"])

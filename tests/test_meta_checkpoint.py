@@ -31,6 +31,7 @@ def _leaves(t):
           for x in jax.tree.leaves(t)]
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_same_theta(tmp_path):
   key, steps = jax.random.key(7), 9
   full, _ = meta_train(_trainer(), THETA0, key, steps)

@@ -112,6 +112,7 @@ def mlp_problem(fmnist_small):
   return problem, theta
 
 
+@pytest.mark.slow
 def test_unrolled_matches_finite_differences_task(mlp_problem):
   """MLR-SNet on a real (tiny) task: g . v against a central difference
   along v = g / |g| (float32: eps must be small, the meta-loss is far from
@@ -177,6 +178,26 @@ def test_pes_unbiased_and_truncation_biased():
   assert _cos(g_pes, exact) > 0.9
   assert rel(g_pes) < 0.15, rel(g_pes)
   assert rel(g_tb) > 0.3, rel(g_tb)  # the bias PES removes
+
+
+def test_pes_with_one_truncation_is_antithetic_es():
+  """With window == horizon every PES sum holds one perturbation, so PES is
+  antithetic ES on whole runs: same keys, same estimates, call after call."""
+  toy = Toy()
+  kw = dict(horizon=4, num_pairs=8, sigma=0.1, num_tasks=3)
+  es, pes = AntitheticES(toy, **kw), PES(toy, **kw)
+  s_es = es.init(THETA0, jax.random.key(0))
+  s_pes = pes.init(THETA0, jax.random.key(0))
+  f_es, f_pes = jax.jit(es.estimate), jax.jit(pes.estimate)
+  for i in range(3):
+    g_es, s_es, m_es = f_es(THETA0, s_es, jax.random.key(10 + i))
+    g_pes, s_pes, m_pes = f_pes(THETA0, s_pes, jax.random.key(10 + i))
+    np.testing.assert_allclose(_flat(g_pes), _flat(g_es), rtol=1e-6,
+                               atol=1e-7)
+    np.testing.assert_allclose(m_pes["meta_loss"], m_es["meta_loss"],
+                               rtol=1e-6)
+    np.testing.assert_array_equal(s_pes.episode, s_es.episode)
+  assert float(jnp.linalg.norm(_flat(g_es))) > 0
 
 
 def test_pes_restarts_episode():

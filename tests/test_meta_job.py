@@ -6,24 +6,25 @@ import jax
 import numpy as np
 import pytest
 
+from lrmeta import learned
 from lrmeta.cli import main
 from lrmeta.controllers.mlr_snet import init_mlr_snet_params
-from lrmeta.experiments import meta_job
+from lrmeta.experiments import meta_loop
 from lrmeta.experiments.config import changed_keys, load_config
 from lrmeta.experiments.train_job import build_task
-from lrmeta.meta import PES, AntitheticES, TaskProblem, load_controller
+from lrmeta.meta import PES, AntitheticES, TaskProblem
 from lrmeta.train import train
 
 CFG = "configs/mlrsnet_fmnist.py"
 
 
-def test_bad_estimator_and_variant_are_named(tmp_path):
-  with pytest.raises(ValueError, match="meta.estimator"):
-    main(["meta-train", "--config", CFG + ":debug", "--quiet",
-          f"--config.output_dir={tmp_path}", "--config.meta.estimator=nope"])
-  with pytest.raises(ValueError, match="meta.lr"):
-    main(["meta-train", "--config", CFG + ":debug", "--quiet",
-          f"--config.output_dir={tmp_path}", "--config.meta.lr=-1.0"])
+def test_bad_estimator_and_variant_are_named(tmp_path, capsys):
+  for key, value in [("meta.estimator", "nope"), ("meta.lr", "-1.0")]:
+    assert main(["meta-train", "--config", CFG + ":debug", "--quiet",
+                 f"--config.output_dir={tmp_path}",
+                 f"--config.{key}={value}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and key in err[0]
   with pytest.raises(ValueError, match="unknown variant"):
     load_config(CFG + ":huge")
 
@@ -42,7 +43,7 @@ def test_es_variants_change_only_the_meta_objective(variant, estimator, kind):
       changed)
   problem = TaskProblem(build_task(load_config(CFG + ":debug")),
                         lambda th: None)
-  est = meta_job.make_estimator(cfg, problem)
+  est = meta_loop.estimator(cfg, problem)
   assert isinstance(est, kind)
   assert (est.num_pairs, est.sigma) == (cfg.meta.es_pairs, cfg.meta.es_sigma)
   assert (est.horizon, est.window) == (cfg.meta.horizon, cfg.meta.window)
@@ -50,6 +51,7 @@ def test_es_variants_change_only_the_meta_objective(variant, estimator, kind):
     assert est.window == est.horizon == cfg.test.steps
 
 
+@pytest.mark.slow
 def test_es_meta_training_moves_theta(tmp_path, capsys):
   """The ES estimator through the job: finite meta-losses and a theta that
   moved (two meta-steps of the debug variant)."""
@@ -63,12 +65,13 @@ def test_es_meta_training_moves_theta(tmp_path, capsys):
   trace = [json.loads(l) for l in
            (out / "meta_metrics.jsonl").read_text().splitlines()]
   assert len(trace) == 2 and all(np.isfinite(r["meta_loss"]) for r in trace)
-  theta, _ = load_controller(str(out / "checkpoints" / "controller"))
+  theta = learned.load(str(out / "checkpoints" / "controller")).theta
   theta0 = init_mlr_snet_params(jax.random.key(0))
   assert max(float(np.abs(a - b).max()) for a, b in zip(
       jax.tree.leaves(theta), jax.tree.leaves(theta0))) > 1e-4
 
 
+@pytest.mark.slow
 def test_debug_meta_train_end_to_end(tmp_path, capsys):
   out = tmp_path / "run"
   # Constant and step baselines run the same code as cosine: skip them to
@@ -89,7 +92,7 @@ def test_debug_meta_train_end_to_end(tmp_path, capsys):
   # Meta-training moved theta away from the default initialisation, and the
   # learned controller lowers the meta-objective (final validation loss) on
   # fresh networks whose seeds meta-training never saw.
-  theta, meta_cfg = load_controller(str(out / "checkpoints" / "controller"))
+  _, theta, meta_cfg = learned.load(str(out / "checkpoints" / "controller"))
   theta0 = init_mlr_snet_params(jax.random.key(cfg.seed))
   moved = max(float(np.abs(a - b).max()) for a, b in zip(
       jax.tree.leaves(theta), jax.tree.leaves(theta0)))
@@ -106,8 +109,9 @@ def test_debug_meta_train_end_to_end(tmp_path, capsys):
   # accuracy the job recorded for it.
   task = build_task(cfg)
   steps = cfg.test.steps
-  _, hist = train(task, meta_job.frozen_optimizer(
-      str(out / "checkpoints" / "controller"), steps), jax.random.key(1000),
+  _, hist = train(task, learned.frozen(
+      str(out / "checkpoints" / "controller"), steps).optimizer,
+      jax.random.key(1000),
       steps, eval_every=steps, eval_examples=cfg.test.eval_examples,
       progress=False)
   rows = [json.loads(l) for l in

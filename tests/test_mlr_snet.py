@@ -11,7 +11,8 @@ import pytest
 from controller_contract import check_controller_contract
 from lrmeta.controllers.mlr_snet import (compute_gamma, init_mlr_snet_params,
                                          mlr_snet, mlr_snet_cell,
-                                         mlr_snet_sgd, overhead_cases)
+                                         mlr_snet_sgd)
+from script_module import load_script
 
 THETA = init_mlr_snet_params(jax.random.key(0), hidden=8)
 
@@ -105,13 +106,14 @@ def test_requires_value():
     tx.update(p, tx.init(p), p)
 
 
-def test_overhead_cases():
-  (name, base, ctl), = overhead_cases()
+def test_overhead_bench_row():
+  (name, base, ctl), = load_script("bench_controller_overhead").mlr_snet_rows()
   assert name == "mlr_snet_sgd"
   assert isinstance(ctl(), optax.GradientTransformationExtraArgs)
   assert isinstance(base(), optax.GradientTransformation)
 
 
+@pytest.mark.slow
 def test_one_step_lookahead_meta_training_on_task(fmnist_small):
   """The paper's scheme end to end on a real (tiny) task, population of 2:
   one differentiable SGD step every 4 steps, scored on a validation batch;

@@ -26,7 +26,9 @@ def test_im2col_conv_matches_xla(kernel, strides, padding):
                                                       atol=1e-4), ga, gb)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [
+    pytest.param(m, marks=pytest.mark.slow) if m in ("resnet8", "resnet18")
+    else m for m in MODELS])
 def test_models_output_logits(name):
   shape = (2, 32, 32, 3) if name.startswith("resnet") or name == "cnn3" else (
       2, 28, 28, 1)
@@ -36,6 +38,7 @@ def test_models_output_logits(name):
   assert m.apply(v, x, train=False).shape == (2, 10)
 
 
+@pytest.mark.slow
 def test_batchnorm_updates_stats_only_in_training():
   m = make_model("resnet8", 10)
   x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3)) + 3.0

@@ -9,6 +9,7 @@ import pytest
 NOTEBOOKS = sorted(pathlib.Path(__file__).parents[1].glob("notebooks/*.py"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path, monkeypatch):
   monkeypatch.setenv("LRMETA_NOTEBOOK_SMALL", "1")
@@ -23,6 +24,10 @@ def test_notebook_runs(path, monkeypatch):
     # level's log(10) + margin, one entry per meta-step.
     assert losses.shape == (ns["META_STEPS"],), name
     assert np.isfinite(losses).all() and (losses < 3.0).all(), name
+  if "figure_path" in ns:
+    # The notebook saved its figure as a PNG (file signature checked).
+    with open(ns["figure_path"], "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n", ns["figure_path"]
   if "grads" in ns:
     for name, g in ns["grads"].items():
       assert np.isfinite(g).all() and np.linalg.norm(g) > 0, name

@@ -17,6 +17,7 @@ from lrmeta.rl import (ACConfig, LREnv, LREnvConfig, PPOConfig,
                        train_ppo)
 from lrmeta.tasks import make_task
 from lrmeta.train import init_state, run_steps
+from script_module import load_script
 
 
 def _cfg(**kw):
@@ -42,6 +43,20 @@ def test_rl_lr_policy_contract(action, deterministic):
       inject=lambda: optax.chain(
           optax.inject_hyperparams(optax.sgd)(learning_rate=0.1),
           rp.rl_lr_policy(actor, cfg)))
+
+
+def test_overhead_bench_row():
+  """The bench's RL row: the controlled optimizer is the base plus a frozen
+  policy, and both step the same parameters."""
+  (name, base, ctl), = load_script("bench_controller_overhead").rl_policy_rows()
+  assert name == "rl_policy_sgd"
+  tx = ctl()
+  assert isinstance(tx, optax.GradientTransformationExtraArgs)
+  assert isinstance(base(), optax.GradientTransformation)
+  p = {"Dense_0": {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros(2)}}
+  u, s = tx.update(p, tx.init(p), p, value=jnp.asarray(1.0))
+  assert jax.tree.map(jnp.shape, u) == jax.tree.map(jnp.shape, p)
+  assert np.isfinite(float(s[1].learning_rate))
 
 
 def test_policy_multiplies_lr_every_n_steps():
@@ -110,6 +125,7 @@ def _check_reproduces(task, env, actor):
     np.testing.assert_allclose(np.asarray(m["lr"]), env_lr[i], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_ppo_policy_reproduces_env_learning_rates(mlp_task):
   """PPO runs on real (vmapped) training runs, and the discrete policy,
   deployed as a transformation, applies the env's learning rates."""
@@ -125,6 +141,7 @@ def test_ppo_policy_reproduces_env_learning_rates(mlp_task):
   _check_reproduces(mlp_task, env, actor)
 
 
+@pytest.mark.slow
 def test_actor_critic_policy_reproduces_env_learning_rates(mlp_task):
   """Xu, Qin et al.'s actor-critic on real runs (continuous log-factor,
   training-loss reward); its mean action reproduced by the transformation."""
@@ -138,6 +155,7 @@ def test_actor_critic_policy_reproduces_env_learning_rates(mlp_task):
   _check_reproduces(mlp_task, env, actor)
 
 
+@pytest.mark.slow
 def test_observations_finite_on_diverging_run(mlp_task):
   pcfg = _cfg(factors=(4.0,))  # every decision multiplies the LR by 4
   env = LREnv(mlp_task, LREnvConfig(policy=pcfg, base_lr=50.0,
@@ -192,6 +210,7 @@ def test_ppo_learns_optimal_lr_on_quadratic():
   _assert_greedy_policy_optimal(env, state.params["actor"])
 
 
+@pytest.mark.slow
 def test_ppo_cycles_a_task_family():
   """Iterations alternate between the environments; the policy learns from
   both: one env only ever starts at the best rate (nothing to learn there),

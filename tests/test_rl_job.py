@@ -6,16 +6,18 @@ import jax
 import numpy as np
 import pytest
 
+from lrmeta import learned
 from lrmeta.cli import main
-from lrmeta.experiments import rl_job
+from lrmeta.experiments import paper_tables, rl_loop
 from lrmeta.experiments.config import changed_keys, flatten, load_config
+from lrmeta.learned.rl_policy import initial_actor, policy_trace
 from lrmeta.train import init_state, run_steps
 from script_module import load_script
 
 CFG = "configs/rl_fmnist.py"
 
 
-def test_variants_and_bad_values_are_named():
+def test_variants_and_bad_values_are_named(capsys):
   for v in ("", "small", "debug", "xu2017", "xu2017_small", "cifar_small"):
     cfg = load_config(f"{CFG}:{v}")
     # The episode is a whole number of decisions.
@@ -23,18 +25,18 @@ def test_variants_and_bad_values_are_named():
     assert not set(cfg.eval.tune_seeds) & set(cfg.eval.test_seeds)
   with pytest.raises(ValueError, match="unknown variant"):
     load_config(CFG + ":huge")
-  with pytest.raises(ValueError, match="env.init_log_lr_range"):
-    main(["rl-train", "--config", CFG + ":debug", "--quiet",
-          "--config.env.init_log_lr_range=-1.0"])
-  with pytest.raises(ValueError, match="env.train_label_noise"):
-    main(["rl-train", "--config", CFG + ":debug", "--quiet",
-          "--config.env.train_label_noise=(0.5, 1.5)"])
+  for key, value in [("env.init_log_lr_range", "-1.0"),
+                     ("env.train_label_noise", "(0.5, 1.5)")]:
+    assert main(["rl-train", "--config", CFG + ":debug", "--quiet",
+                 f"--config.{key}={value}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and key in err[0]
 
 
 def test_initial_actor_keeps_the_rate():
   cfg = load_config(CFG + ":debug")
-  pcfg = rl_job.policy_config(cfg)
-  actor = rl_job.initial_actor(pcfg, jax.random.key(0), 3.0)
+  pcfg = rl_loop.policy_config(cfg)
+  actor = initial_actor(pcfg, jax.random.key(0), 3.0)
   from lrmeta.controllers.rl_policy import make_policy_net
   logits = make_policy_net(pcfg).apply(actor, np.zeros(pcfg.obs_dim, "f4"))
   assert pcfg.factors[int(np.argmax(logits))] == 1.0
@@ -50,7 +52,7 @@ def test_cifar_variant_is_small_with_the_direction_swapped():
       k for k in flatten(small) if k.startswith("transfer.")}
   assert cif.task.dataset == "cifar10" and "task.dataset" in changed
   assert cif.transfer.dataset == "fashion_mnist"
-  _, steps = rl_job.transfer_task(cif)
+  _, steps = rl_loop.transfer_task(cif)
   assert steps == cif.env.total_steps
 
 
@@ -61,7 +63,7 @@ def test_debug_job_end_to_end(tmp_path, capsys):
         f"--config.output_dir={out}"])
   summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   for f in ("config.json", "training.jsonl", "metrics.jsonl", "summary.md",
-            "summary.json", "training.png", "fmnist_curves.png"):
+            "summary.json", "training.png", "task_curves.png"):
     assert (out / f).stat().st_size > 0, f
   cfg = load_config(CFG + ":debug")
   hist = [json.loads(l) for l in (out / "training.jsonl").read_text()
@@ -78,17 +80,16 @@ def test_debug_job_end_to_end(tmp_path, capsys):
     assert 0.12 < float(acc.split()[0]) <= 1.0, name
   assert summary["tuned_lr"]["rl_policy"] in cfg.eval.lr_grid
 
-  # The saved controller, rebuilt by `frozen_optimizer`, reproduces the
+  # The saved controller, rebuilt by `learned.frozen`, reproduces the
   # job's own test run of the policy (same seed, rate and budget).
   rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text()
           .splitlines()]
   mine = [r for r in rows if r["method"] == "rl_policy"
           and r["seed"] == cfg.eval.test_seeds[0]]
   steps = cfg.env.total_steps
-  task = rl_job.build_task(cfg)
+  task = rl_loop.build_task(cfg)
   ckpt = str(out / "controller")
-  opt = rl_job.frozen_optimizer(ckpt, steps)
-  signals = rl_job.frozen_signals(ckpt, steps)
+  opt, signals = learned.frozen(ckpt, steps)
   st = init_state(task, opt, jax.random.key(cfg.eval.test_seeds[0]))
   st, m = jax.jit(lambda s: run_steps(task, opt, s, steps, signals=signals)
                   )(st)
@@ -100,7 +101,7 @@ def test_debug_job_end_to_end(tmp_path, capsys):
 
   # The decision-by-decision trace replays the same run: its per-window
   # rates are the rates that run applied.
-  tr = rl_job.policy_trace(ckpt, task, steps,
+  tr = policy_trace(ckpt, task, steps,
                            jax.random.key(cfg.eval.test_seeds[0]))
   windows = steps // cfg.env.steps_per_action
   assert tr["obs"].shape == (windows, 12) and np.isfinite(tr["obs"]).all()
@@ -132,9 +133,9 @@ def test_transfer_table_renders_the_transfer_stage_of_a_summary():
       "test_acc": {"cosine": "0.3736 ± 0.0151", "rl_policy": "0.3424 ± 0.0132"},
       "tuned_lr": {"cosine": 0.2, "rl_policy": 0.5},
       "rl_minus_cosine": -0.0312}}
-  text = "\n".join(rl_job.transfer_table(cfg, summary, "actor-critic policy"))
+  text = "\n".join(paper_tables.transfer_table(cfg, summary, "actor-critic policy"))
   assert "| actor-critic policy | 0.5 | 0.3424 ± 0.0132 |" in text
   assert "| cosine | 0.2 | 0.3736 ± 0.0151 |" in text
   assert "actor-critic policy minus cosine: -3.12 points." in text
   assert "JPEG copy" in text
-  assert rl_job.transfer_table(cfg, {}) == []
+  assert paper_tables.transfer_table(cfg, {}) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import jax
@@ -11,7 +12,7 @@ import optax
 import pytest
 
 import lrmeta.schedules as S
-from lrmeta.schedules import policies as P
+from lrmeta.schedules import registry, shapes
 from lrmeta.train import applied_learning_rate
 from tests.controller_contract import check_controller_contract
 
@@ -114,6 +115,97 @@ def test_closed_form_matches_formula(name):
     want = np.array([ref(float(t)) for t in STEPS])
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-7,
                                err_msg=f"{name} via {make.__name__}")
+
+
+# Every path that evaluates a policy, bit for bit on XLA:CPU: sha256 (first 16
+# hex digits) of the float32 values at BIT_STEPS of, in order, the eager
+# closed form, policy(), policy() with a 3-step warm-up, the jitted closed
+# form, the jitted closed form with a traced 3-step warm-up, and the packed
+# form in a jitted vmap(scan) population without and with a 3-step warm-up.
+# Parameters are REF's. A change of any bit of any of them changes the digest.
+BIT_STEPS = (0, 1, 3, 7, 10, 13, 20, 26, 37, 61)
+FROZEN_BITS = {
+    "fix": "f47fce277a7d47d9", "step": "824a19f62df3804d",
+    "nstep": "04cf66edf082006c", "exp": "0d4f386aeb5b05ed",
+    "inv": "1042d9a70e72bb01", "poly": "e1a01795f460345d",
+    "sig": "1a247ffa51b239ab", "tri": "227bd83ad697fe44",
+    "tri2": "5a88ea072b29a158", "triexp": "2dc98e4f4429dfca",
+    "dtri": "10936b0a1097ab99", "dtri2": "9a37586c0c4e5fd6",
+    "dtriexp": "d7ca9421d2dea1c4", "sin": "ce00b8740e3ad2bf",
+    "sin2": "bf8ee663e8bef727", "sinexp": "8ccd236649dae825",
+    "dsin": "4d4c1da3c5e72596", "dsin2": "663030b5bd6fa76c",
+    "dsinexp": "148687096f141136", "cos": "77df8f0fd5fe437a",
+    "cos2": "4943f6016b704f1b", "cosexp": "cfcb2010dc14427b",
+    "upcos": "c6c14428c7e6407a", "upcos2": "fa1501e22528c2df",
+    "upcosexp": "ad9267963f24b748", "rsw": "c0a88329a77dd144",
+    "rsw2": "6418219c8ad3b791", "rswexp": "a12ffe9b896c8b41",
+    "sinrsw": "9240f09060545f03", "sinrsw2": "96388374b6d947d9",
+    "sinrswexp": "1ea42a55d33de469", "cosrsw": "99dc39a37cc815dd",
+    "cosrsw2": "2e8247324a25c2b8", "cosrswexp": "fc3915f552ff2577",
+    "linear": "7b333c9ac75d2c0c", "onecycle": "bf764fe246364f0c",
+    "sgdr": "6c36b29ea7fbf30f",
+}
+
+
+def _packed_bit_curves(warm):
+  names = list(S.POLICIES)
+  packed = S.stack_packed([
+      S.pack_spec({"policy": n, **REF[n][0], "warmup": warm}, 1)
+      for n in names])
+  ts = jnp.asarray(BIT_STEPS, jnp.float32)
+
+  def one(p):
+    sched = S.packed_schedule(p)
+    return jax.lax.scan(lambda c, t: (c, sched(t)), 0, ts)[1]
+  return dict(zip(names, np.asarray(jax.jit(jax.vmap(one))(packed))))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu",
+                    reason="digests are of XLA:CPU's float32 results")
+def test_every_policy_keeps_its_bits_on_every_path():
+  packed, packed_warm = _packed_bit_curves(0), _packed_bit_curves(3)
+  ts = jnp.asarray(BIT_STEPS, jnp.float32)
+  changed = []
+  for name in S.POLICIES:
+    params = REF[name][0]
+    parts = [
+        [S.closed_form(name, **params)(t) for t in BIT_STEPS],
+        [S.policy(name, **params)(t) for t in BIT_STEPS],
+        [S.policy(name, **params, warmup=3)(t) for t in BIT_STEPS],
+        jax.jit(lambda t: S.closed_form(name, **params)(t))(ts),
+        jax.jit(lambda t, w: S.closed_form(name, **params, warmup=w)(t))(
+            ts, jnp.float32(3)),
+        packed[name], packed_warm[name]]
+    bits = b"".join(np.asarray(p, np.float32).tobytes() for p in parts)
+    if hashlib.sha256(bits).hexdigest()[:16] != FROZEN_BITS[name]:
+      changed.append(name)
+  assert set(FROZEN_BITS) == set(S.POLICIES)
+  assert not changed, f"values changed for {changed}"
+
+
+def test_periodic_policies_are_shapes_times_modulations():
+  periodic = [n for n, d in S.POLICIES.items()
+              if d.family in ("cyclic", "restart")]
+  assert periodic == [s.name + m for s in shapes.SHAPES
+                      for m in shapes.MODULATIONS]
+  assert len(periodic) == 27
+  # The "2" modulation halves the amplitude once per cycle; "exp" scales it
+  # by gamma^t. Checked against the plain shape at steps inside cycle 1.
+  for s in shapes.SHAPES:
+    plain = S.closed_form(s.name, k0=0.0, k1=1.0, l=L)
+    halved = S.closed_form(s.name + "2", k0=0.0, k1=1.0, l=L)
+    scaled = S.closed_form(s.name + "exp", k0=0.0, k1=1.0, gamma=G, l=L)
+    for t in (3.0, 7.0, 11.0, 14.0):
+      c = math.floor(float(s.cycle(jnp.float32(t), jnp.float32(L))))
+      assert float(halved(t)) == pytest.approx(
+          float(plain(t)) / 2 ** c, rel=1e-5, abs=1e-7), (s.name, t)
+      assert float(scaled(t)) == pytest.approx(
+          float(plain(t)) * G ** t, rel=1e-5, abs=1e-7), (s.name, t)
+
+
+def test_packed_slots_hold_every_field():
+  for d in S.POLICIES.values():
+    assert set(d.params) | set(registry.COMMON_FIELDS) <= set(S.SLOTS), d.name
 
 
 def test_phases_and_half_period():

@@ -5,14 +5,18 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import lrmeta.schedules as S
+from lrmeta.experiments import select_job, select_report
 from lrmeta.schedules import select
 
 
+@pytest.mark.slow
 def test_mixed_population_records_each_members_schedule(fmnist_task):
   specs = ["fix(k0=0.05)", "cos(k0=0.001, k1=0.1, l=6)",
            "tri2(k0=0.01, k1=0.1, l=2)[4] -> exp(k0=0.05, gamma=0.8)"]
@@ -30,11 +34,10 @@ def test_mixed_population_records_each_members_schedule(fmnist_task):
 
 @pytest.mark.slow  # ~4 compiles of a vmapped scan: ~1-4 min on 2 busy cores
 def test_select_prunes_bad_and_composes(fmnist_task, tmp_path):
-  cfg = select.default_config()
-  cfg.budget, cfg.eval_every, cfg.eval_examples = 20, 10, 200
-  cfg.stage_fractions = (0.5,)
-  cfg.seeds, cfg.verify_seeds = (0,), (0,)
-  cfg.keep_top, cfg.prune_margin = 2, 0.02
+  cfg = select.SelectionConfig(budget=20, eval_every=10, eval_examples=200,
+                               stage_fractions=(0.5,), seeds=(0,),
+                               verify_seeds=(0,), keep_top=2,
+                               prune_margin=0.02)
   seen = []
 
   def candidates(n):
@@ -61,7 +64,7 @@ def test_select_prunes_bad_and_composes(fmnist_task, tmp_path):
             "steps_to_target_selected", "speedup_to_target"):
     assert k in summary
   json.dumps(summary)
-  paths = select.write_report(res, str(tmp_path))
+  paths = select_report.write_report(res, str(tmp_path))
   for p in paths.values():
     assert os.path.getsize(p) > 0
   with open(paths["candidates_csv"]) as f:
@@ -69,3 +72,36 @@ def test_select_prunes_bad_and_composes(fmnist_task, tmp_path):
   assert len(rows) == len(res.candidates)
   assert {"policy", "val_acc", "spread", "steps_to_target", "wall_s"} <= set(
       rows[0])
+
+
+def test_selection_config_round_trips_through_the_job_config():
+  """The ConfigDict block holds exactly SelectionConfig's fields and
+  defaults, and overrides reach the dataclass."""
+  block = select_job.selection_config()
+  assert select_job.to_selection_config(block) == select.SelectionConfig()
+  block.budget, block.seeds, block.default = 40, (3,), "fix(k0=0.1)"
+  cfg = select_job.to_selection_config(block)
+  assert (cfg.budget, cfg.seeds, cfg.default) == (40, (3,), "fix(k0=0.1)")
+  with block.unlocked():
+    block.budgett = 5
+  with pytest.raises(ValueError, match="budgett"):
+    select_job.to_selection_config(block)
+
+
+def test_candidate_fn_filters_and_rejects_unknown_keys():
+  keys = [k for k, _ in select_job.candidate_fn(("cos", "tri2"))(300)]
+  assert keys == ["cos", "tri2"]
+  assert select_job.candidate_fn(())(300) == select.default_candidates(300)
+  with pytest.raises(ValueError, match="nope"):
+    select_job.candidate_fn(("cos", "nope"))
+
+
+def test_library_layer_imports_no_config_or_plotting_package():
+  """Importing the schedules package pulls in neither ml_collections nor
+  matplotlib (only lrmeta.experiments may)."""
+  code = ("import sys, lrmeta.schedules, lrmeta.schedules.select; "
+          "bad = [m for m in ('ml_collections', 'matplotlib') "
+          "if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+  r = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                     text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert r.returncode == 0, r.stdout + r.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from controller_contract import check_controller_contract
+from controller_contract import check_clip_count, check_controller_contract
 from lrmeta.controllers import self_adaptive as sa
 from test_hypergradient import _Adam, _SGD, _loss, _params, _run
 
@@ -172,6 +172,16 @@ def test_rank1_learns_per_coordinate_rates():
   rate = np.exp(np.asarray(sa._log_rate(s.log_lr[0])))  # pylint: disable=protected-access
   assert np.all(rate[:, 0] > rate[:, 1])
   assert float(loss(w)) < 1e-3 * float(loss(w0))
+
+
+@pytest.mark.parametrize("structure", STRUCTS)
+@pytest.mark.parametrize("beta,hits_bound", [(50.0, True), (1e-6, False)])
+def test_num_clipped_counts_steps_at_a_bound(structure, beta, hits_bound):
+  """A huge hypergradient rate drives a rate into max_lr and the count
+  rises; a tiny one keeps every rate inside the bounds and the count 0."""
+  loss = lambda w: 0.5 * jnp.sum(jnp.array([[0.5, 1.0]]) * w ** 2)
+  tx = sa.self_adaptive_sgd(0.1, beta, structure=structure, max_lr=1.0)
+  check_clip_count(tx, loss, jnp.ones((3, 2)), hits_bound)
 
 
 def test_guard_clips_to_max_and_holds_on_nan():

@@ -6,8 +6,11 @@ import numpy as np
 import optax
 import pytest
 
-from lrmeta.train import (applied_learning_rate, init_population, init_state, population_mesh,
-                          run_steps, shard_population, train,
+from lrmeta.controllers import (PolicyConfig, hd_sgd, init_actor,
+                                init_mlr_snet_params, mlr_snet, rl_lr_policy)
+from lrmeta.schedules import plateau_sgd
+from lrmeta.train import (applied_learning_rate, init_population, init_state,
+                          population_mesh, run_steps, shard_population, train,
                           train_population, train_reference,
                           with_validation_loss)
 
@@ -21,6 +24,7 @@ def _close(a, b, tol=2e-5):
                                                       atol=tol), a, b)
 
 
+@pytest.mark.slow
 def test_same_seed_same_params_different_seed_differs(fmnist_task):
   s1, _ = train(fmnist_task, _sgd(), jax.random.key(0), 6, eval_every=3,
                 progress=False, eval_examples=100)
@@ -38,11 +42,12 @@ def test_scan_equals_reference_loop(fmnist_task):
                        eval_every=4, progress=False, eval_examples=100)
   s_ref, ref = train_reference(fmnist_task, _sgd(), jax.random.key(3), 8)
   _close(s_scan.params, s_ref.params)
-  np.testing.assert_allclose(hist.steps["train_loss"], ref["train_loss"],
-                             rtol=1e-5)
+  np.testing.assert_allclose(hist.steps["train_loss"],
+                             ref.steps["train_loss"], rtol=1e-5)
   assert int(s_scan.step) == 8
 
 
+@pytest.mark.slow
 def test_vmap_population_equals_per_task_runs(fmnist_task):
   lrs = {"lr": jnp.array([0.01, 0.1, 0.03])}
   keys = jax.random.split(jax.random.key(5), 3)
@@ -61,6 +66,7 @@ def test_vmap_population_equals_per_task_runs(fmnist_task):
                                atol=1e-6)
 
 
+@pytest.mark.slow
 def test_loss_decreases_on_real_fashion_mnist(fmnist_task):
   _, hist = train(fmnist_task, _sgd(0.05), jax.random.key(0), 300,
                   eval_every=150, progress=False)
@@ -78,6 +84,78 @@ def test_applied_learning_rate_follows_schedule(fmnist_task):
                              rtol=1e-5)
   # A chain without a recorded rate reports NaN rather than a made-up value.
   assert np.isnan(applied_learning_rate(optax.sgd(0.1).init({"w": 0.})))
+
+
+def _constant_loss(task, state, batch, loss, logits):
+  """A loss signal that never improves, so reduce-on-plateau cuts its scale."""
+  del task, state, batch, loss, logits
+  return {"value": jnp.float32(1.0)}
+
+
+def _plateau(**kw):
+  return optax.contrib.reduce_on_plateau(factor=0.5, patience=1, **kw)
+
+
+def _rl_policy():
+  cfg = PolicyConfig(steps_per_action=2, total_steps=6, hidden=(8,))
+  return rl_lr_policy(init_actor(cfg, jax.random.key(0)), cfg)
+
+
+def _mlr_snet():
+  return mlr_snet(init_mlr_snet_params(jax.random.key(0)))
+
+
+RATE_CHAINS = {
+    "sgd_schedule": lambda: optax.inject_hyperparams(optax.sgd)(
+        learning_rate=optax.exponential_decay(0.1, 1, 0.7)),
+    "inject_sgd": lambda: optax.inject_hyperparams(optax.sgd)(
+        learning_rate=0.05),
+    "inactive_clip_sgd": lambda: optax.chain(
+        optax.clip_by_global_norm(1e6),
+        optax.inject_hyperparams(optax.sgd)(learning_rate=0.05)),
+    "sgd_plateau": lambda: optax.chain(
+        optax.inject_hyperparams(optax.sgd)(learning_rate=0.1), _plateau()),
+    "hd_sgd_plateau": lambda: optax.chain(hd_sgd(0.05), _plateau()),
+    "plateau_sgd": lambda: plateau_sgd(0.1, momentum=0.0, factor=0.5,
+                                       patience=1),
+    "rl_policy": lambda: optax.chain(
+        optax.inject_hyperparams(optax.sgd)(learning_rate=0.1), _rl_policy()),
+    "mlr_snet": lambda: optax.chain(optax.sgd(1.0), _mlr_snet()),
+}
+
+
+@pytest.mark.parametrize("name", list(RATE_CHAINS))
+def test_recorded_rate_is_update_over_gradient_for_plain_sgd(
+    fmnist_task, name):
+  """For SGD chains without momentum, lr == |update| / |gradient| per step."""
+  _, hist = train(fmnist_task, RATE_CHAINS[name](), jax.random.key(0), 6,
+                  eval_every=6, progress=False, eval_examples=50,
+                  signals=_constant_loss)
+  lr = hist.steps["lr"]
+  ratio = hist.steps["update_norm"] / hist.steps["grad_norm"]
+  assert np.isfinite(lr).all()
+  np.testing.assert_allclose(lr, ratio, rtol=1e-5)
+  if "plateau" in name or name == "sgd_schedule":
+    assert lr[-1] < 0.5 * lr[0]  # the cut (or decay) shows in the record
+
+
+def test_plateau_scale_counts_once():
+  """A scale already in a controller's recorded rate is not applied twice."""
+  params = {"w": jnp.ones(3)}
+  for tx, want in [
+      (optax.chain(optax.inject_hyperparams(optax.sgd)(learning_rate=0.1),
+                   _plateau()), 0.1 * 0.5 ** 4),
+      (plateau_sgd(0.1, momentum=0.0, factor=0.5, patience=1),
+       0.1 * 0.5 ** 4),
+      (optax.inject_hyperparams(plateau_sgd)(learning_rate=0.1, momentum=0.0,
+                                             factor=0.5, patience=1),
+       0.1 * 0.5 ** 4),
+      # A plateau scale without any recorded base rate is not a rate.
+      (optax.chain(optax.sgd(0.1), _plateau()), np.nan)]:
+    state = tx.init(params)
+    for _ in range(5):  # the scale halves at every step after the first
+      _, state = tx.update(params, state, params, value=1.0)
+    np.testing.assert_allclose(applied_learning_rate(state), want, rtol=1e-6)
 
 
 def test_extra_signals_reach_a_controller(fmnist_task):
@@ -102,6 +180,7 @@ def test_extra_signals_reach_a_controller(fmnist_task):
   assert m["train_loss"].shape == (4,)
 
 
+@pytest.mark.slow
 def test_population_can_be_sharded_over_a_mesh(fmnist_task):
   mesh = population_mesh()
   keys = shard_population(
@@ -123,6 +202,7 @@ def test_bad_arguments_are_errors(fmnist_task):
           progress=False)
 
 
+@pytest.mark.slow
 def test_population_sharded_over_two_host_devices():
   """Same run on a 2-device mesh (forced host devices) as on one device."""
   import os

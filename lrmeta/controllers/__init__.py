@@ -8,6 +8,8 @@
 - ``mlr_snet``: the MLR-SNet LSTM schedule (Shu et al.).
 - ``rl_policy``: a frozen RL actor setting the rate (Xu, Dai et al. 2019;
   Xu, Qin et al. 2017).
+- ``rates``: the rate bounds and guard HD and the self-adaptive rule share.
+- ``checks``: the static argument checks every factory runs.
 
 Hand-designed schedules live in :mod:`lrmeta.schedules`.
 """

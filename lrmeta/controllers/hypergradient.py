@@ -26,13 +26,17 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from lrmeta.controllers import checks
+from lrmeta.controllers.rates import (DEFAULT_MAX_LR, DEFAULT_MIN_LR,
+                                      clip_rate, count_clipped)
 
 GRANULARITIES = ("global", "per_layer", "per_element")
 RULES = ("additive", "multiplicative")
@@ -43,8 +47,6 @@ DEFAULT_HYPER_LR_SGD = 1e-3
 DEFAULT_HYPER_LR_ADAM = 1e-7
 # Multiplicative rule: the step is a fraction of the rate (dimensionless).
 DEFAULT_HYPER_LR_MULTIPLICATIVE = 1e-2
-DEFAULT_MIN_LR = 1e-8
-DEFAULT_MAX_LR = 10.0
 _EPS = 1e-12
 
 
@@ -61,7 +63,9 @@ class HypergradientState(NamedTuple):
       ``learning_rate``; zero at the first step).
     clipped: bool, same shape as ``learning_rate``: whether the last rate
       update was clipped to ``[min_lr, max_lr]`` or was non-finite.
-    num_clipped: int32, number of steps in which any rate was clipped.
+    num_clipped: int32, cumulative number of steps at which at least one
+      proposed rate was outside ``[min_lr, max_lr]`` or non-finite (a step
+      counts once however many rates it clipped).
     prev_update: the base's unit-rate direction ``u_{t-1}`` of the last step.
     base_state: the base optimizer's state.
   """
@@ -75,7 +79,7 @@ class HypergradientState(NamedTuple):
   base_state: optax.OptState
 
 
-# -- helpers shared with the self-adaptive rule ---------------------------------
+# -- rate layout --------------------------------------------------------------
 
 
 def _f32(x):
@@ -118,18 +122,15 @@ def _reduce(per_leaf_values: Sequence[jax.Array], granularity: str
   return jnp.concatenate([jnp.ravel(v) for v in per_leaf_values])
 
 
-def clip_rate(proposed: jax.Array, previous: jax.Array, min_lr: float,
-              max_lr: float) -> tuple[jax.Array, jax.Array]:
-  """The guard: NaN holds the previous rate, the rest is clipped to bounds.
-
-  Returns:
-    ``(rate, clipped)``: the guarded rate and a bool array, true where the
-    proposed rate was NaN, infinite, below ``min_lr`` or above ``max_lr``.
-  """
-  held = jnp.where(jnp.isnan(proposed), previous, proposed)
-  rate = jnp.clip(held, min_lr, max_lr)
-  clipped = jnp.isnan(proposed) | (rate != proposed)
-  return rate, clipped
+def _check_args(fn: str, initial_learning_rate, hyper_lr, rule: str,
+                granularity: str, min_lr, max_lr) -> None:
+  """Static checks of the arguments every HD factory shares."""
+  checks.one_of(fn, "rule", rule, RULES)
+  checks.one_of(fn, "granularity", granularity, GRANULARITIES)
+  if hyper_lr is not None:
+    checks.non_negative(fn, "hyper_lr", hyper_lr)
+  checks.rate_bounds(fn, initial_learning_rate, min_lr, max_lr,
+                     min_lr_positive=False)
 
 
 def learning_rate_tree(state: HypergradientState, params: optax.Params,
@@ -187,32 +188,31 @@ def scale_by_hypergradient(
     base: any transformation giving an update direction at unit learning
       rate in Optax's sign convention (e.g. ``optax.sgd(1.0)``,
       ``optax.sgd(1.0, momentum=0.9, nesterov=True)``, ``optax.adam(1.0)``).
-    initial_learning_rate: ``alpha_0`` (every rate starts there).
-    hyper_lr: ``beta``, the hypergradient learning rate (paper's code: 1e-3
-      for SGD bases, 1e-7 for Adam, with the additive rule).
+    initial_learning_rate: ``alpha_0`` (every rate starts there); a static
+      value must lie in ``[min_lr, max_lr]``, a traced one is clipped to it.
+    hyper_lr: ``beta >= 0``, the hypergradient learning rate (paper's code:
+      1e-3 for SGD bases, 1e-7 for Adam, with the additive rule).
     rule: ``"additive"`` or ``"multiplicative"``.
     granularity: ``"global"``, ``"per_layer"`` (one rate per parameter
       tensor) or ``"per_element"``.
-    min_lr: lower bound of every rate (positive, so the multiplicative rule
-      can recover).
-    max_lr: upper bound of every rate.
+    min_lr: lower bound of every rate, ``>= 0`` (keep it positive so the
+      multiplicative rule can recover).
+    max_lr: upper bound of every rate, ``> min_lr``.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; extra args are forwarded to
     ``base``.
 
+  Raises:
+    ValueError: an unknown ``rule`` or ``granularity``, or a static number
+      out of its range (traced values are not checked).
+
   References:
     Baydin et al., Online learning rate adaptation with hypergradient
     descent, ICLR 2018 (arXiv:1703.04782).
   """
-  if rule not in RULES:
-    raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-  if granularity not in GRANULARITIES:
-    raise ValueError(f"granularity must be one of {GRANULARITIES}, "
-                     f"got {granularity!r}")
-  if (isinstance(min_lr, (int, float)) and isinstance(max_lr, (int, float))
-      and not 0.0 <= min_lr < max_lr):
-    raise ValueError(f"need 0 <= min_lr < max_lr, got {min_lr}, {max_lr}")
+  _check_args("scale_by_hypergradient", initial_learning_rate, hyper_lr,
+              rule, granularity, min_lr, max_lr)
   base = optax.with_extra_args_support(base)
 
   def init_fn(params):
@@ -252,7 +252,7 @@ def scale_by_hypergradient(
         learning_rate=lr,
         hypergradient=h.astype(jnp.float32),
         clipped=clipped,
-        num_clipped=state.num_clipped + jnp.any(clipped).astype(jnp.int32),
+        num_clipped=count_clipped(state.num_clipped, clipped),
         prev_update=direction,
         base_state=base_state)
     return jax.tree.unflatten(treedef, out), new_state
@@ -277,6 +277,9 @@ def hd_sgd(initial_learning_rate: chex.Numeric = DEFAULT_INITIAL_LR,
   References:
     Baydin et al., ICLR 2018 (arXiv:1703.04782).
   """
+  _check_args("hd_sgd", initial_learning_rate, hyper_lr, rule, granularity,
+              min_lr, max_lr)
+  checks.unit_interval("hd_sgd", "momentum", momentum)
   if hyper_lr is None:
     hyper_lr = (DEFAULT_HYPER_LR_SGD if rule == "additive"
                 else DEFAULT_HYPER_LR_MULTIPLICATIVE)
@@ -296,6 +299,9 @@ def hd_sgdn(initial_learning_rate: chex.Numeric = DEFAULT_INITIAL_LR,
   References:
     Baydin et al., ICLR 2018 (arXiv:1703.04782).
   """
+  _check_args("hd_sgdn", initial_learning_rate, hyper_lr, rule, granularity,
+              min_lr, max_lr)
+  checks.unit_interval("hd_sgdn", "momentum", momentum)
   return hd_sgd(initial_learning_rate, hyper_lr, momentum=momentum,
                 nesterov=True, rule=rule, granularity=granularity,
                 min_lr=min_lr, max_lr=max_lr)
@@ -315,6 +321,11 @@ def hd_adam(initial_learning_rate: chex.Numeric = DEFAULT_INITIAL_LR,
   References:
     Baydin et al., ICLR 2018 (arXiv:1703.04782).
   """
+  _check_args("hd_adam", initial_learning_rate, hyper_lr, rule, granularity,
+              min_lr, max_lr)
+  checks.unit_interval("hd_adam", "b1", b1)
+  checks.unit_interval("hd_adam", "b2", b2)
+  checks.non_negative("hd_adam", "eps", eps)
   if hyper_lr is None:
     hyper_lr = (DEFAULT_HYPER_LR_ADAM if rule == "additive"
                 else DEFAULT_HYPER_LR_MULTIPLICATIVE)
@@ -322,34 +333,3 @@ def hd_adam(initial_learning_rate: chex.Numeric = DEFAULT_INITIAL_LR,
       optax.adam(1.0, b1=b1, b2=b2, eps=eps), initial_learning_rate,
       hyper_lr, rule=rule, granularity=granularity, min_lr=min_lr,
       max_lr=max_lr)
-
-
-# -- rows of scripts/bench_controller_overhead.py -------------------------------
-
-
-def _bench_sgd():
-  return optax.sgd(0.05, momentum=0.9)
-
-
-def _bench_adam():
-  return optax.adam(1e-3)
-
-
-def overhead_cases() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
-  """``(name, base_factory, controlled_factory)`` rows for the overhead bench.
-
-  Each controlled optimizer runs the same base as its row's base factory.
-  """
-  from lrmeta.controllers import self_adaptive  # pylint: disable=import-outside-toplevel
-  rows = []
-  for gran in GRANULARITIES:
-    rows.append((f"hd_sgd_{gran}", _bench_sgd,
-                 lambda g=gran: hd_sgd(0.05, momentum=0.9, granularity=g)))
-  rows.append(("hd_sgd_mult_global", _bench_sgd,
-               lambda: hd_sgd(0.05, momentum=0.9, rule="multiplicative")))
-  for gran in ("global", "per_layer"):
-    rows.append((f"hd_adam_{gran}", _bench_adam,
-                 lambda g=gran: hd_adam(1e-3, granularity=g)))
-  rows.append(("self_adaptive_sgd", _bench_sgd,
-               lambda: self_adaptive.self_adaptive_sgd(0.05, momentum=0.9)))
-  return rows

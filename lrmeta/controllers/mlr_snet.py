@@ -46,6 +46,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lrmeta.controllers import checks
+
 Theta = Any  # the controller's meta-parameters: a pytree of float32 arrays
 
 HIDDEN = 50  # the paper's hidden size
@@ -83,6 +85,7 @@ def init_mlr_snet_params(key: jax.Array, hidden: int = HIDDEN) -> Theta:
     where the gate MLPs map 1 -> hidden -> 4*hidden (input) and
     hidden -> hidden -> 4*hidden (recurrence), and ``out`` maps hidden -> 1.
   """
+  checks.positive_int("init_mlr_snet_params", "hidden", hidden)
   ks = jax.random.split(key, 5)
 
   def u(k, shape):
@@ -127,6 +130,19 @@ def _hidden_size(theta: Theta) -> int:
   return int(theta["out"]["w"].shape[0])
 
 
+def _check_args(fn: str, num_classes, gamma, switch_steps) -> None:
+  """Static checks of the arguments :func:`mlr_snet` and
+  :func:`mlr_snet_sgd` share."""
+  checks.positive(fn, "num_classes", num_classes)
+  if gamma is not None:
+    checks.positive(fn, "gamma", gamma)
+  steps = tuple(switch_steps)
+  if (not all(checks.is_static_number(s) for s in steps)
+      or list(steps) != sorted(set(steps)) or any(s <= 0 for s in steps)):
+    raise ValueError(f"{fn}: switch_steps must be increasing positive "
+                     f"integers, got {steps}")
+
+
 def mlr_snet(theta: Theta | Sequence[Theta], *, num_classes: int = 10,
              gamma: float | None = None,
              switch_steps: Sequence[int] = ()
@@ -142,29 +158,31 @@ def mlr_snet(theta: Theta | Sequence[Theta], *, num_classes: int = 10,
   Args:
     theta: meta-parameters (:func:`init_mlr_snet_params`), or a sequence of
       ``len(switch_steps) + 1`` snapshots for the paper's meta-test protocol.
-    num_classes: ``C`` in the formula for ``gamma``.
-    gamma: a fixed rate bound; ``None`` computes it from the first loss seen
-      (and recomputes it at every switch step).
-    switch_steps: increasing steps at which to switch to the next snapshot.
+    num_classes: ``C > 0`` in the formula for ``gamma``.
+    gamma: a fixed rate bound ``> 0``; ``None`` computes it from the first
+      loss seen (and recomputes it at every switch step).
+    switch_steps: increasing positive steps at which to switch to the next
+      snapshot.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
     :class:`MLRSNetState`.
 
+  Raises:
+    ValueError: a static number out of its range, or ``theta`` not matching
+      ``switch_steps``.
+
   References:
     Shu et al., "MLR-SNet: Transferable LR Schedules for Heterogeneous
     Tasks", TPAMI 2022 (arXiv:2007.14546).
   """
+  _check_args("mlr_snet", num_classes, gamma, switch_steps)
   switch_steps = tuple(int(s) for s in switch_steps)
-  if list(switch_steps) != sorted(set(switch_steps)) or any(
-      s <= 0 for s in switch_steps):
-    raise ValueError(f"switch_steps must be increasing and positive, got "
-                     f"{switch_steps}")
   if switch_steps:
     if not isinstance(theta, (list, tuple)) or len(theta) != len(
         switch_steps) + 1:
-      raise ValueError("with switch_steps, theta must be a sequence of "
-                       "len(switch_steps) + 1 snapshots")
+      raise ValueError("mlr_snet: with switch_steps, theta must be a "
+                       "sequence of len(switch_steps) + 1 snapshots")
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *theta)
     hidden = _hidden_size(theta[0])
   else:
@@ -227,15 +245,19 @@ def mlr_snet_sgd(theta: Theta | Sequence[Theta], momentum: float = 0.9, *,
 
   Args:
     theta: MLR-SNet meta-parameters (or snapshots, see :func:`mlr_snet`).
-    momentum: heavy-ball momentum (0.9; the paper's meta-training code uses
-      0, its experiments 0.9).
-    weight_decay: L2 coefficient added to the gradient (5e-4, the paper's).
+    momentum: heavy-ball momentum in ``[0, 1)`` (0.9; the paper's
+      meta-training code uses 0, its experiments 0.9).
+    weight_decay: L2 coefficient ``>= 0`` added to the gradient (5e-4, the
+      paper's).
     num_classes, gamma, switch_steps: see :func:`mlr_snet`.
 
   References:
     Shu et al., "MLR-SNet: Transferable LR Schedules for Heterogeneous
     Tasks", TPAMI 2022 (arXiv:2007.14546).
   """
+  _check_args("mlr_snet_sgd", num_classes, gamma, switch_steps)
+  checks.unit_interval("mlr_snet_sgd", "momentum", momentum)
+  checks.non_negative("mlr_snet_sgd", "weight_decay", weight_decay)
   return optax.chain(
       optax.add_decayed_weights(weight_decay),
       optax.trace(decay=momentum),
@@ -244,23 +266,5 @@ def mlr_snet_sgd(theta: Theta | Sequence[Theta], momentum: float = 0.9, *,
                switch_steps=switch_steps))
 
 
-def overhead_cases():
-  """Rows for ``scripts/bench_controller_overhead.py``.
-
-  The base is plain SGD with the same momentum and weight decay; the
-  controlled row runs the LSTM (hidden 50) once per step.
-  """
-  theta = init_mlr_snet_params(jax.random.key(0))
-
-  def base():
-    return optax.chain(optax.add_decayed_weights(5e-4),
-                       optax.sgd(0.05, momentum=0.9))
-
-  def controlled():
-    return mlr_snet_sgd(theta, momentum=0.9)
-
-  return [("mlr_snet_sgd", base, controlled)]
-
-
 __all__ = ["HIDDEN", "MLRSNetState", "compute_gamma", "init_mlr_snet_params",
-           "mlr_snet", "mlr_snet_cell", "mlr_snet_sgd", "overhead_cases"]
+           "mlr_snet", "mlr_snet_cell", "mlr_snet_sgd"]

@@ -63,6 +63,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lrmeta.controllers import checks
+
 FEATURE_SETS = {"basic": 8, "xu2019": 12}
 FEATURE_NAMES = ("log train/L0", "log val/L0", "log train change",
                  "log val change", "log gnorm/g0", "gnorm CV", "log lr/base",
@@ -104,16 +106,26 @@ class PolicyConfig:
   hidden: tuple[int, ...] = (32, 32)
 
   def __post_init__(self):
-    if self.features not in FEATURE_SETS:
-      raise ValueError(f"features must be one of {tuple(FEATURE_SETS)}, got "
-                       f"{self.features!r}")
-    if self.action not in ("discrete", "continuous"):
-      raise ValueError(f"action must be 'discrete' or 'continuous', got "
-                       f"{self.action!r}")
-    if self.steps_per_action <= 0 or self.total_steps <= 0:
-      raise ValueError("steps_per_action and total_steps must be positive")
-    if any(f <= 0 for f in self.factors):
-      raise ValueError(f"factors must be positive, got {self.factors}")
+    fn = "PolicyConfig"
+    checks.one_of(fn, "features", self.features, tuple(FEATURE_SETS))
+    checks.one_of(fn, "action", self.action, ("discrete", "continuous"))
+    checks.positive_int(fn, "steps_per_action", self.steps_per_action)
+    checks.positive_int(fn, "total_steps", self.total_steps)
+    if not self.factors or any(
+        not (checks.is_static_number(f) and f > 0) for f in self.factors):
+      raise ValueError(f"{fn}: factors must be positive numbers, got "
+                       f"{self.factors}")
+    checks.positive(fn, "max_log_factor", self.max_log_factor)
+    if (checks.is_static_number(self.min_log_scale)
+        and checks.is_static_number(self.max_log_scale)
+        and not self.min_log_scale < self.max_log_scale):
+      raise ValueError(f"{fn}: max_log_scale must be > min_log_scale, got "
+                       f"min_log_scale={self.min_log_scale}, "
+                       f"max_log_scale={self.max_log_scale}")
+    checks.unit_interval(fn, "ema", self.ema)
+    checks.positive_int(fn, "probe_size", self.probe_size)
+    for width in self.hidden:
+      checks.positive_int(fn, "hidden", width)
 
   @property
   def obs_dim(self) -> int:
@@ -418,7 +430,20 @@ def rl_lr_policy(params: Any, cfg: PolicyConfig | None = None, *,
 def rl_lr_sgd(params: Any, learning_rate: float, cfg: PolicyConfig | None = None,
               *, momentum: float = 0.9, deterministic: bool = True,
               seed: int = 0) -> optax.GradientTransformationExtraArgs:
-  """SGD (momentum) at base ``learning_rate`` under a frozen RL policy."""
+  """SGD (momentum) at base ``learning_rate`` under a frozen RL policy.
+
+  Args:
+    params: the actor's parameters (see :func:`rl_lr_policy`).
+    learning_rate: the base rate, ``> 0``, that the policy multiplies.
+    cfg: the policy's :class:`PolicyConfig`.
+    momentum: heavy-ball momentum in ``[0, 1)``.
+    deterministic, seed: see :func:`rl_lr_policy`.
+
+  Returns:
+    ``optax.chain(inject_hyperparams(sgd), rl_lr_policy(...))``.
+  """
+  checks.positive("rl_lr_sgd", "learning_rate", learning_rate)
+  checks.unit_interval("rl_lr_sgd", "momentum", momentum)
   base = optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate,
                                              momentum=momentum)
   return optax.chain(base, rl_lr_policy(params, cfg, deterministic=deterministic,
@@ -428,18 +453,3 @@ def rl_lr_sgd(params: Any, learning_rate: float, cfg: PolicyConfig | None = None
 def init_actor(cfg: PolicyConfig, key: jax.Array) -> Any:
   """Random actor parameters (for tests, benchmarks and training init)."""
   return make_policy_net(cfg).init(key, jnp.zeros((cfg.obs_dim,), jnp.float32))
-
-
-def overhead_cases():
-  """Rows for ``scripts/bench_controller_overhead.py``: SGD(0.05, m=0.9) with
-  and without a (random, frozen) RL policy acting every 20 steps."""
-  cfg = PolicyConfig(steps_per_action=20, total_steps=400, features="xu2019")
-  actor = init_actor(cfg, jax.random.key(0))
-
-  def base():
-    return optax.sgd(0.05, momentum=0.9)
-
-  def ctl():
-    return optax.chain(optax.sgd(0.05, momentum=0.9), rl_lr_policy(actor, cfg))
-
-  return [("rl_policy_sgd", base, ctl)]

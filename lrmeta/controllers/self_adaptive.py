@@ -7,11 +7,10 @@ accuracy). Their remedy, in the words of the abstract, is a learning rate that
 is *parameter specific and internally structured*, adapted by a differentiable
 rule that minimises the loss.
 
-What is implemented here, and what is our reading. The method section of
-arXiv:2210.10290 was not available in the material this project could search
-(only the abstract and the OpenReview summary were), so the exact equations of
-the paper are NOT reproduced. This module implements the rule the abstract
-describes, with every open choice an option:
+What is implemented here, and what is our reading. This module follows the
+paper's abstract and OpenReview summary, not its method section, so the exact
+equations of the paper are NOT reproduced: it implements the rule the
+abstract describes, with every open choice an option:
 
 * Parameter-specific, structured rates. For a parameter tensor ``W`` whose
   last axis is its output axis, the rate of element ``(i, j)`` is
@@ -59,7 +58,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lrmeta.controllers.hypergradient import DEFAULT_MAX_LR, DEFAULT_MIN_LR
+from lrmeta.controllers import checks
+from lrmeta.controllers.rates import (DEFAULT_MAX_LR, DEFAULT_MIN_LR,
+                                      count_clipped)
 
 STRUCTURES = ("rank1", "layer", "element")
 DEFAULT_HYPER_LR = 1e-2
@@ -78,7 +79,9 @@ class SelfAdaptiveState(NamedTuple):
     mu, nu: Adam moments of the factor gradients (same structure).
     clipped: bool ``[num_leaves]``, whether any rate of the tensor was clipped
       (or its factor update was non-finite) at the last step.
-    num_clipped: int32, number of steps with any clip.
+    num_clipped: int32, cumulative number of steps at which at least one
+      rate was clipped to ``[min_lr, max_lr]`` or a factor update was
+      non-finite (a step counts once however many rates it clipped).
     prev_step: the last update this transformation returned.
     base_state: the base optimizer's state.
   """
@@ -130,6 +133,17 @@ def _factor_grads(f: dict, h: jax.Array) -> dict:
   return out
 
 
+def _check_args(fn: str, initial_learning_rate, hyper_lr, structure: str,
+                hyper_b1, hyper_b2, min_lr, max_lr) -> None:
+  """Static checks of the arguments every self-adaptive factory shares."""
+  checks.one_of(fn, "structure", structure, STRUCTURES)
+  checks.non_negative(fn, "hyper_lr", hyper_lr)
+  checks.unit_interval(fn, "hyper_b1", hyper_b1)
+  checks.unit_interval(fn, "hyper_b2", hyper_b2)
+  checks.rate_bounds(fn, initial_learning_rate, min_lr, max_lr,
+                     min_lr_positive=True)
+
+
 def scale_by_self_adaptive_lr(
     base: optax.GradientTransformation,
     initial_learning_rate: chex.Numeric = 1e-3,
@@ -152,28 +166,31 @@ def scale_by_self_adaptive_lr(
   Args:
     base: a transformation giving an update direction at unit rate in Optax's
       sign convention (``optax.sgd(1.0)``, ``optax.adam(1.0)``, ...).
-    initial_learning_rate: every rate starts here.
-    hyper_lr: step of the log-rates (about the relative change of a rate per
+    initial_learning_rate: every rate starts here; a static value must lie
+      in ``[min_lr, max_lr]``, a traced one is clipped to it.
+    hyper_lr: step of the log-rates, ``>= 0`` (about the relative change of a rate per
       step when the hypergradient is consistent).
     structure: ``"rank1"`` (scale x row x column factors, default),
       ``"layer"`` or ``"element"``; see the module docstring.
     hyper_b1, hyper_b2, hyper_eps: Adam moments of the factor gradients
-      (``hyper_b1=0`` and ``hyper_b2=0`` give a sign step).
-    min_lr, max_lr: bounds of every rate.
+      (decays in ``[0, 1)``; ``hyper_b1=0`` and ``hyper_b2=0`` give a sign
+      step).
+    min_lr, max_lr: bounds of every rate, ``0 < min_lr < max_lr``.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
+
+  Raises:
+    ValueError: an unknown ``structure``, or a static number out of its
+      range (traced values are not checked).
 
   References:
     Chen, Wang, Ba. Differentiable self-adaptive learning rate.
     arXiv:2210.10290 (2022); our reading of its abstract, see module doc.
   """
-  if structure not in STRUCTURES:
-    raise ValueError(f"structure must be one of {STRUCTURES}, "
-                     f"got {structure!r}")
-  if (isinstance(min_lr, (int, float)) and isinstance(max_lr, (int, float))
-      and not 0.0 < min_lr < max_lr):
-    raise ValueError(f"need 0 < min_lr < max_lr, got {min_lr}, {max_lr}")
+  _check_args("scale_by_self_adaptive_lr", initial_learning_rate, hyper_lr,
+              structure, hyper_b1, hyper_b2, min_lr, max_lr)
+  checks.non_negative("scale_by_self_adaptive_lr", "hyper_eps", hyper_eps)
   base = optax.with_extra_args_support(base)
 
   def init_fn(params):
@@ -241,7 +258,7 @@ def scale_by_self_adaptive_lr(
     new_state = SelfAdaptiveState(
         count=count, learning_rate=jnp.stack(mean_lr), log_lr=new_f,
         mu=new_mu, nu=new_nu, clipped=clipped,
-        num_clipped=state.num_clipped + jnp.any(clipped).astype(jnp.int32),
+        num_clipped=count_clipped(state.num_clipped, clipped),
         prev_step=step_out, base_state=base_state)
     return step_out, new_state
 
@@ -263,6 +280,9 @@ def self_adaptive_sgd(initial_learning_rate: chex.Numeric = 1e-3,
     Chen, Wang, Ba. Differentiable self-adaptive learning rate.
     arXiv:2210.10290 (2022).
   """
+  _check_args("self_adaptive_sgd", initial_learning_rate, hyper_lr, structure,
+              hyper_b1, hyper_b2, min_lr, max_lr)
+  checks.unit_interval("self_adaptive_sgd", "momentum", momentum)
   return scale_by_self_adaptive_lr(
       optax.sgd(1.0, momentum=momentum, nesterov=nesterov),
       initial_learning_rate, hyper_lr, structure=structure, hyper_b1=hyper_b1,
@@ -284,6 +304,11 @@ def self_adaptive_adam(initial_learning_rate: chex.Numeric = 1e-3,
     Chen, Wang, Ba. Differentiable self-adaptive learning rate.
     arXiv:2210.10290 (2022).
   """
+  _check_args("self_adaptive_adam", initial_learning_rate, hyper_lr,
+              structure, hyper_b1, hyper_b2, min_lr, max_lr)
+  checks.unit_interval("self_adaptive_adam", "b1", b1)
+  checks.unit_interval("self_adaptive_adam", "b2", b2)
+  checks.non_negative("self_adaptive_adam", "eps", eps)
   return scale_by_self_adaptive_lr(
       optax.adam(1.0, b1=b1, b2=b2, eps=eps), initial_learning_rate,
       hyper_lr, structure=structure, hyper_b1=hyper_b1, hyper_b2=hyper_b2,

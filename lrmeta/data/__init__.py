@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 from lrmeta.data import cifar10, fashion_mnist
-from lrmeta.data.base import (Batch, Dataset, carve_validation, make_dataset,
+from lrmeta.data.base import (Batch, DataNotFoundError, Dataset,
+                              carve_validation, make_dataset,
                               random_crop_flip, symmetric_label_noise)
 
 DATASETS = ("fashion_mnist", "cifar10")
 SOURCES = ("local", "tfds")
+
+
+def locate(name: str, data_dir: str | None = None) -> str:
+  """Where a dataset's local files are, without reading them (a quick check
+  before a run loads them).
+
+  Raises:
+    ValueError: for an unknown dataset.
+    DataNotFoundError: when the files are not where the settings say.
+  """
+  if name not in DATASETS:
+    raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+  if name == "fashion_mnist":
+    return str(fashion_mnist.resolve_dir(data_dir))
+  return str(cifar10.resolve_archive(data_dir))
 
 
 def load_dataset(name: str, *, source: str = "local",
@@ -22,8 +38,10 @@ def load_dataset(name: str, *, source: str = "local",
     source: ``"local"`` (offline files: Debian's Fashion-MNIST package, the
       CIFAR-10 JPEG copy) or ``"tfds"`` (``tfds.load``, needs internet and the
       ``[tfds]`` extra).
-    data_dir: where the local files are (default: ``LRMETA_DATA_DIR`` /
-      ``LRMETA_CIFAR10_JPEG`` or the standard locations).
+    data_dir: where the local files are (config key ``task.data_dir``;
+      default: ``$LRMETA_DATA_DIR`` for Fashion-MNIST,
+      ``$LRMETA_CIFAR10_JPEG`` for CIFAR-10, else the standard locations).
+      A place set but unusable raises :class:`DataNotFoundError`.
     num_val: number of training examples held out as the validation split.
     seed: seed of the validation split and of the label noise.
     label_noise: fraction of training labels replaced uniformly at random.
@@ -54,6 +72,7 @@ def load_dataset(name: str, *, source: str = "local",
                       max_train=max_train)
 
 
-__all__ = ["Batch", "Dataset", "DATASETS", "load_dataset", "make_dataset",
+__all__ = ["Batch", "DataNotFoundError", "Dataset", "DATASETS", "locate",
+           "load_dataset", "make_dataset",
            "carve_validation", "symmetric_label_noise", "random_crop_flip",
            "fashion_mnist", "cifar10"]

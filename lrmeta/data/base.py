@@ -16,6 +16,16 @@ import jax.numpy as jnp
 import numpy as np
 
 
+class DataNotFoundError(FileNotFoundError):
+  """A dataset's files are not where the settings say (or anywhere).
+
+  The message names the setting that chose the place (the ``data_dir``
+  argument, i.e. config key ``task.data_dir``, or an environment variable)
+  and how to fix it. A place that is set but unusable is an error, never a
+  reason to fall back to another copy.
+  """
+
+
 class Batch(NamedTuple):
   """One minibatch: normalised float32 images (NHWC) and int32 labels."""
 

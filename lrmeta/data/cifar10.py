@@ -17,35 +17,61 @@ import tarfile
 
 import numpy as np
 
+from lrmeta.data.base import DataNotFoundError
+
+ENV_VAR = "LRMETA_CIFAR10_JPEG"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
            "horse", "ship", "truck")
 JPEG_NAME = "CIFAR-10 (JPEG copy)"
 _ARCHIVE = "cifar10-jpeg.tar.gz"
-_MISSING = (
-    "CIFAR-10 JPEG archive not found (looked in: {where}). Set "
-    "LRMETA_CIFAR10_JPEG or data.data_dir to the path of {name} (the project's "
-    "shared/data/cifar10-jpeg/ folder), or use data.source='tfds' on a machine "
-    "with internet.")
+_FIX = (f"set {ENV_VAR} or config key task.data_dir to {_ARCHIVE} or the "
+        "folder holding it (the project's shared/data/cifar10-jpeg/)")
+
+
+def _archive_in(cand: str) -> pathlib.Path | None:
+  p = pathlib.Path(cand)
+  if p.is_dir():
+    p = p / _ARCHIVE
+  return p if p.is_file() else None
 
 
 def resolve_archive(path: str | None = None) -> pathlib.Path:
-  here = pathlib.Path(__file__).resolve().parents[2]
-  candidates = [path] if path else [
-      os.environ.get("LRMETA_CIFAR10_JPEG"),
-      str(here.parent / "shared" / "data" / "cifar10-jpeg"),
-      str(pathlib.Path.cwd().parent / "shared" / "data" / "cifar10-jpeg"),
-      str(here / "shared" / "data" / "cifar10-jpeg"),
-  ]
-  for cand in candidates:
-    if not cand:
-      continue
-    p = pathlib.Path(cand)
-    if p.is_dir():
-      p = p / _ARCHIVE
-    if p.is_file():
-      return p
-  raise FileNotFoundError(_MISSING.format(
-      where=", ".join(str(c) for c in candidates if c), name=_ARCHIVE))
+  """The JPEG archive: ``path`` (config key ``task.data_dir``; the archive or
+  its folder) if given, else ``$LRMETA_CIFAR10_JPEG`` if set, else the
+  standard ``shared/data/cifar10-jpeg`` folders. A place given by the first
+  two must hold a gzip archive: there is no fall-back.
+
+  Raises:
+    DataNotFoundError: naming the setting that chose the place.
+  """
+  if path:
+    origin = f"data_dir {path!r} (config key task.data_dir)"
+  elif os.environ.get(ENV_VAR):
+    path = os.environ[ENV_VAR]
+    origin = f"{ENV_VAR}={path!r}"
+  else:
+    here = pathlib.Path(__file__).resolve().parents[2]
+    candidates = [here.parent / "shared" / "data" / "cifar10-jpeg",
+                  pathlib.Path.cwd().parent / "shared" / "data" /
+                  "cifar10-jpeg",
+                  here / "shared" / "data" / "cifar10-jpeg"]
+    for cand in candidates:
+      found = _archive_in(str(cand))
+      if found is not None:
+        return found
+    raise DataNotFoundError(
+        f"CIFAR-10 JPEG archive {_ARCHIVE} not found (looked in: "
+        f"{', '.join(str(c) for c in candidates)}): {_FIX}")
+  found = _archive_in(path)
+  if found is None:
+    what = ("no such file or folder" if not pathlib.Path(path).exists()
+            else f"no {_ARCHIVE} there")
+    raise DataNotFoundError(f"{origin}: {what}; {_FIX}")
+  with open(found, "rb") as f:
+    if f.read(2) != b"\x1f\x8b":
+      raise DataNotFoundError(f"{origin}: {found} is not a gzip archive; "
+                              f"{_FIX}")
+  return found
 
 
 def _cache_path(archive: pathlib.Path) -> pathlib.Path:
@@ -124,7 +150,7 @@ def load_arrays_tfds(data_dir: str | None = None):
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   except ImportError as e:  # pragma: no cover
     raise ImportError(
-        "data.source='tfds' needs TensorFlow: pip install -e '.[tfds]'") from e
+        "source='tfds' needs TensorFlow: pip install -e '.[tfds]'") from e
   splits = tfds.as_numpy(tfds.load("cifar10", split=["train", "test"],
                                    batch_size=-1, data_dir=data_dir))
   return tuple((s["image"].astype(np.uint8), s["label"].astype(np.int32))

@@ -2,8 +2,10 @@
 
 Local files come from the Debian package ``dataset-fashion-mnist``
 (``apt-get install -y dataset-fashion-mnist`` puts the four official IDX files
-in ``/usr/share/datasets/fashion-mnist/``). Set ``LRMETA_DATA_DIR`` or pass
-``data_dir`` to read them elsewhere.
+in ``/usr/share/datasets/fashion-mnist/``). Pass ``data_dir`` (config key
+``task.data_dir``) or set ``LRMETA_DATA_DIR`` to read them elsewhere; a folder
+so given must hold the files (directly or in a ``fashion-mnist/`` or
+``fashion_mnist/`` subfolder): there is no fall-back to the Debian copy.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import struct
 
 import numpy as np
 
+from lrmeta.data.base import DataNotFoundError
+
+ENV_VAR = "LRMETA_DATA_DIR"
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -26,28 +31,59 @@ FILES = {
 # restoring them with the file name makes Debian's files byte-identical to the
 # official ones, which TFDS's checksum test requires.
 _OFFICIAL_MTIME = {"train": 0x59A7E9DE, "t10k": 0x59A7E9F3}
-_MISSING = (
-    "Fashion-MNIST IDX files not found in {where}. Install them with\n"
-    "    apt-get update && apt-get install -y dataset-fashion-mnist\n"
-    "(files land in /usr/share/datasets/fashion-mnist/), or point "
-    "LRMETA_DATA_DIR / data.data_dir at a folder holding {names}, or use "
-    "data.source='tfds' on a machine with internet.")
+_NAMES = ", ".join(f + "[.gz]" for f in FILES.values())
+_INSTALL = ("apt-get update && apt-get install -y dataset-fashion-mnist "
+            f"(files land in {DEBIAN_DIR}/)")
+
+
+def _holding(directory: str) -> tuple[pathlib.Path | None, list[str]]:
+  """``(folder holding all four files, [])`` or ``(None, missing names)``."""
+  best = list(FILES.values())
+  for sub in ("", "fashion-mnist", "fashion_mnist"):
+    p = pathlib.Path(directory) / sub
+    missing = [stem for stem in FILES.values() if _find(p, stem) is None]
+    if not missing:
+      return p, []
+    if len(missing) < len(best):
+      best = missing
+  return None, best
 
 
 def resolve_dir(data_dir: str | None = None) -> pathlib.Path:
-  """Returns the directory holding the IDX files, or raises with the fix."""
-  candidates = [data_dir] if data_dir else [
-      os.environ.get("LRMETA_DATA_DIR"), DEBIAN_DIR]
-  for cand in candidates:
-    if not cand:
-      continue
-    for sub in ("", "fashion-mnist", "fashion_mnist"):
-      p = pathlib.Path(cand) / sub
-      if _find(p, FILES["train_images"]) is not None:
-        return p
-  where = ", ".join(str(c) for c in candidates if c)
-  raise FileNotFoundError(_MISSING.format(
-      where=where, names=", ".join(f + "[.gz]" for f in FILES.values())))
+  """Returns the directory holding the IDX files, or raises with the fix.
+
+  ``data_dir`` (config key ``task.data_dir``) if given, else
+  ``$LRMETA_DATA_DIR`` if set, else the Debian package's folder; a place
+  given by the first two must hold the files.
+
+  Raises:
+    DataNotFoundError: naming the setting that chose the place.
+  """
+  if data_dir:
+    origin = f"data_dir {data_dir!r} (config key task.data_dir)"
+    where, unset = data_dir, "leave task.data_dir empty"
+  elif os.environ.get(ENV_VAR):
+    where = os.environ[ENV_VAR]
+    origin, unset = f"{ENV_VAR}={where!r}", f"unset {ENV_VAR}"
+  else:
+    found, _ = _holding(DEBIAN_DIR)
+    if found is not None:
+      return found
+    raise DataNotFoundError(
+        f"Fashion-MNIST IDX files not found in {DEBIAN_DIR}: install them "
+        f"with `{_INSTALL}`, or set {ENV_VAR} or config key task.data_dir to "
+        f"a folder holding {_NAMES}")
+  if not pathlib.Path(where).is_dir():
+    raise DataNotFoundError(
+        f"{origin}: no such folder; it must hold the Fashion-MNIST IDX files "
+        f"{_NAMES} (or {unset} to use the Debian copy: {_INSTALL})")
+  found, missing = _holding(where)
+  if found is None:
+    raise DataNotFoundError(
+        f"{origin}: the folder lacks the Fashion-MNIST IDX files "
+        f"{', '.join(m + '[.gz]' for m in missing)} (or {unset} to use the "
+        f"Debian copy: {_INSTALL})")
+  return found
 
 
 def _find(directory: pathlib.Path, stem: str) -> pathlib.Path | None:
@@ -80,10 +116,7 @@ def load_arrays(data_dir: str | None = None):
   d = resolve_dir(data_dir)
   out = {}
   for key, stem in FILES.items():
-    path = _find(d, stem)
-    if path is None:
-      raise FileNotFoundError(_MISSING.format(where=d, names=stem + "[.gz]"))
-    out[key] = read_idx(path)
+    out[key] = read_idx(_find(d, stem))
   tx = out["train_images"][..., None]
   ex = out["test_images"][..., None]
   return ((tx, out["train_labels"].astype(np.int32)),
@@ -101,7 +134,7 @@ def load_arrays_tfds(data_dir: str | None = None,
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   except ImportError as e:  # pragma: no cover - depends on the extra
     raise ImportError(
-        "data.source='tfds' needs TensorFlow: pip install -e '.[tfds]'") from e
+        "source='tfds' needs TensorFlow: pip install -e '.[tfds]'") from e
   kw = {}
   if manual_dir:
     kw["download_and_prepare_kwargs"] = {

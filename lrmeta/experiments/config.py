@@ -3,31 +3,60 @@
 A config is named ``path/to/file.py[:variant]``; the file's ``get_config``
 receives the variant string (or ``None``). Overrides use the flax/big_vision
 form ``--config.a.b=value``; the value is parsed as the type of the existing
-field, and an unknown key is an error that names it.
+field, and an unknown key is an error that names it (with the closest
+known keys).
+
+Every mistake in a config raises a :class:`ConfigError` (a ``ValueError``;
+the unknown-key and missing-file kinds are also ``KeyError`` /
+``FileNotFoundError``) whose message names the key, file or variant at fault;
+the command line prints it as one ``error: ...`` line.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
+import math
 import pathlib
 
 import ml_collections
 
 
+class ConfigError(ValueError):
+  """A configuration mistake; the message names the key, file or value."""
+
+  def __str__(self) -> str:  # KeyError would quote the message
+    return str(self.args[0]) if self.args else ""
+
+
+class UnknownKeyError(ConfigError, KeyError):
+  """An override names a key the config does not have."""
+
+
+class ConfigFileError(ConfigError, FileNotFoundError):
+  """A config file that does not exist (or defines no ``get_config``)."""
+
+
 def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads ``path/to/file.py[:variant]`` (the config, locked)."""
   path, _, variant = spec.partition(":")
   p = pathlib.Path(path)
   if not p.is_file():
-    raise FileNotFoundError(f"config file not found: {path}")
+    hint = ""
+    if p.parent.is_dir():
+      near = difflib.get_close_matches(
+          p.name, [q.name for q in p.parent.glob("*.py")], n=1)
+      hint = f"; did you mean {str(p.parent / near[0])!r}?" if near else ""
+    raise ConfigFileError(f"config file not found: {path}{hint}")
   mod_spec = importlib.util.spec_from_file_location(f"lrmeta_cfg_{p.stem}", p)
   mod = importlib.util.module_from_spec(mod_spec)
   mod_spec.loader.exec_module(mod)
   if not hasattr(mod, "get_config"):
-    raise AttributeError(f"{path} defines no get_config()")
+    raise ConfigFileError(f"{path} defines no get_config()")
   cfg = mod.get_config(variant or None)
   if not isinstance(cfg, ml_collections.ConfigDict):
-    raise TypeError(f"{path}: get_config() must return a ConfigDict")
+    raise ConfigError(f"{path}: get_config() must return a ConfigDict")
   cfg.lock()
   return cfg
 
@@ -40,11 +69,23 @@ def _parse(raw: str, like):
       return False
     raise ValueError(f"expected a boolean, got {raw!r}")
   if isinstance(like, int):
-    return int(raw)
+    try:
+      return int(raw)
+    except ValueError:
+      raise ValueError(f"expected an integer, got {raw!r}") from None
   if isinstance(like, float):
-    return float(raw)
+    try:
+      return float(raw)
+    except ValueError:
+      raise ValueError(f"expected a number, got {raw!r}") from None
   if isinstance(like, (tuple, list)):
-    val = ast.literal_eval(raw)
+    try:
+      val = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      if like and all(isinstance(v, str) for v in like):
+        return type(like)((raw,))  # a bare string: one entry
+      raise ValueError(f"expected a Python tuple literal such as (1, 2) or "
+                       f"('a',), got {raw!r}") from None
     if not isinstance(val, (tuple, list)):
       val = (val,)
     return type(like)(val)
@@ -53,7 +94,18 @@ def _parse(raw: str, like):
       return ast.literal_eval(raw)
     except (ValueError, SyntaxError):
       return raw
+  if isinstance(like, ml_collections.ConfigDict):
+    raise ValueError("it is a block of keys, not a value; override its "
+                     "fields one by one")
   return raw
+
+
+def _unknown_key(dotted: str, node, part: str, prefix: str) -> UnknownKeyError:
+  known = [f"{prefix}{k}" for k in node.keys()]
+  near = difflib.get_close_matches(f"{prefix}{part}", known, n=3, cutoff=0.6)
+  hint = (f"; did you mean {' or '.join(repr(k) for k in near)}?" if near
+          else f"; known keys here: {sorted(known)}")
+  return UnknownKeyError(f"unknown config key {dotted!r}{hint}")
 
 
 def apply_overrides(cfg: ml_collections.ConfigDict, overrides: list[str]
@@ -62,35 +114,76 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: list[str]
   for item in overrides:
     key, eq, raw = item.lstrip("-").partition("=")
     if not eq or not key.startswith("config."):
-      raise ValueError(f"override must look like --config.key=value, got "
-                       f"{item!r}")
+      raise ConfigError(f"override must look like --config.key=value, got "
+                        f"{item!r}")
     dotted = key[len("config."):]
     *parents, leaf = dotted.split(".")
-    node = cfg
+    node, prefix = cfg, ""
     for part in parents:
-      if part not in node:
-        raise KeyError(f"unknown config key {dotted!r} (no {part!r})")
-      node = node[part]
+      if part not in node or not isinstance(node[part],
+                                            ml_collections.ConfigDict):
+        raise _unknown_key(dotted, node, part, prefix)
+      node, prefix = node[part], f"{prefix}{part}."
     if leaf not in node:
-      raise KeyError(f"unknown config key {dotted!r}; known keys here: "
-                     f"{sorted(node.keys())}")
+      raise _unknown_key(dotted, node, leaf, prefix)
     try:
       value = _parse(raw, node[leaf])
     except ValueError as e:
-      raise ValueError(f"bad value for config key {dotted!r}: {e}") from e
+      raise ConfigError(f"bad value for config key {dotted!r}: {e}") from e
     with node.unlocked():
       node[leaf] = value
   return cfg
 
 
-def check_range(cfg, key: str, lo=None, hi=None) -> None:
-  """Raises naming ``key`` when ``cfg[key]`` lies outside [lo, hi]."""
+def get_key(cfg, key: str):
+  """``cfg["a"]["b"]`` for ``key="a.b"``."""
   node = cfg
   for part in key.split("."):
     node = node[part]
-  if (lo is not None and node < lo) or (hi is not None and node > hi):
-    raise ValueError(f"config key {key!r} = {node!r} is out of range "
-                     f"[{lo}, {hi}]")
+  return node
+
+
+def range_text(lo=None, hi=None, *, lo_open: bool = False,
+               hi_open: bool = False) -> str:
+  """``"> 0"``, ``">= 1"``, ``"in [0, 1)"``... for messages."""
+  if lo is not None and hi is not None:
+    return (f"in {'(' if lo_open else '['}{lo:g}, {hi:g}"
+            f"{')' if hi_open else ']'}")
+  if lo is not None:
+    return f"{'>' if lo_open else '>='} {lo:g}"
+  if hi is not None:
+    return f"{'<' if hi_open else '<='} {hi:g}"
+  return "a number"
+
+
+def in_range(value, lo=None, hi=None, *, lo_open: bool = False,
+             hi_open: bool = False) -> bool:
+  """Whether ``value`` is a finite number within the bounds (NaN is not)."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return False
+  if not math.isfinite(value):
+    return False
+  if lo is not None and not (value > lo if lo_open else value >= lo):
+    return False
+  if hi is not None and not (value < hi if hi_open else value <= hi):
+    return False
+  return True
+
+
+def check_range(cfg, key: str, lo=None, hi=None, *, lo_open: bool = False,
+                hi_open: bool = False) -> None:
+  """Raises :class:`ConfigError` naming ``key`` unless ``cfg[key]`` is a
+  finite number within the bounds (closed unless ``lo_open`` / ``hi_open``):
+  ``config key 'train.epochs' must be >= 1, got -1``."""
+  value = get_key(cfg, key)
+  if not in_range(value, lo, hi, lo_open=lo_open, hi_open=hi_open):
+    # A tiny positive lower bound stands for "> 0" to a user who gave <= 0.
+    if (lo is not None and 0 < lo <= 1e-6 and not lo_open and
+        in_range(value, hi=0)):
+      lo, lo_open = 0, True
+    raise ConfigError(f"config key {key!r} must be "
+                      f"{range_text(lo, hi, lo_open=lo_open, hi_open=hi_open)}"
+                      f", got {value!r}")
 
 
 def flatten(cfg) -> dict:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import optax
 
+from lrmeta.experiments.compare import Method
+from lrmeta.train.state import loss_signal
+
 BASE_OPTIMIZERS = ("sgd", "adam")
 SIMPLE_SCHEDULES = ("constant", "cosine", "step")
 
@@ -93,19 +96,35 @@ def method_optimizer(method: str, *, optimizer: str = "sgd",
   * an online controller call, e.g. ``"hd_sgd(initial_learning_rate=0.005,
     hyper_lr=1e-3, rule='multiplicative')"`` (:func:`_controllers` lists
     the names); SGD controllers get the config's momentum unless given;
-  * ``"ckpt:PATH"``: a meta-trained or RL-trained controller saved with
-    :func:`lrmeta.meta.save_controller`, applied frozen (see
-    :func:`lrmeta.experiments.evaluate_job.frozen_optimizer`).
+  * ``"ckpt:PATH"``: a learned controller saved with
+    :func:`lrmeta.learned.save`, applied frozen (:func:`lrmeta.learned.
+    frozen`; :func:`build_method` also returns the signals it reads).
 
   Weight decay (if any) is chained in front of every form.
   """
+  return build_method(method, optimizer=optimizer,
+                      learning_rate=learning_rate, momentum=momentum,
+                      weight_decay=weight_decay,
+                      num_steps=num_steps).make_optimizer(learning_rate)
+
+
+def build_method(method: str, *, optimizer: str = "sgd",
+                 learning_rate: float = 0.05, momentum: float = 0.9,
+                 weight_decay: float = 0.0, num_steps: int = 1000,
+                 num_classes: int | None = None) -> Method:
+  """The :class:`~lrmeta.experiments.compare.Method` of one ``methods``
+  entry (forms as in :func:`method_optimizer`), at the fixed base rate
+  ``learning_rate``; a saved controller brings its own signals."""
+  tx, signals = None, loss_signal
   if method.startswith("ckpt:"):
-    from lrmeta.experiments.evaluate_job import frozen_optimizer  # pylint: disable=import-outside-toplevel
-    tx = frozen_optimizer(method[len("ckpt:"):], num_steps)
+    from lrmeta import learned  # pylint: disable=import-outside-toplevel
+    tx, signals = learned.frozen(method[len("ckpt:"):], num_steps,
+                                 num_classes=num_classes)
   elif method in SIMPLE_SCHEDULES:
-    return base_optimizer(optimizer, simple_schedule(method, learning_rate,
-                                                     num_steps),
-                          momentum=momentum, weight_decay=weight_decay)
+    tx = base_optimizer(optimizer, simple_schedule(method, learning_rate,
+                                                   num_steps),
+                        momentum=momentum, weight_decay=weight_decay)
+    return Method(lambda _: tx, lr=learning_rate, tune=False)
   else:
     controllers = _controllers()
     try:
@@ -117,20 +136,31 @@ def method_optimizer(method: str, *, optimizer: str = "sgd",
         kwargs.setdefault("momentum", momentum or None)
       try:
         tx = controllers[name](**kwargs)
-      except TypeError as e:
+      except (TypeError, ValueError) as e:
         raise ValueError(f"controller {method!r}: {e}") from None
     else:
-      from lrmeta.schedules import spec as S  # pylint: disable=import-outside-toplevel
-      from lrmeta.schedules.policies import PolicyError  # pylint: disable=import-outside-toplevel
+      from lrmeta.schedules import (PolicyError, parse_spec,  # pylint: disable=import-outside-toplevel
+                                    schedule_from_spec)
       try:
-        sched = S.schedule_from_spec(S.parse_spec(method))
+        sched = schedule_from_spec(parse_spec(method))
       except PolicyError as e:
         raise ValueError(
             f"method {method!r} is neither a schedule {SIMPLE_SCHEDULES}, a "
             f"controller {sorted(controllers)}, 'ckpt:PATH', nor a valid "
             f"LRBench policy: {e}") from None
-      return base_optimizer(optimizer, sched, momentum=momentum,
-                            weight_decay=weight_decay)
+      tx = base_optimizer(optimizer, sched, momentum=momentum,
+                          weight_decay=weight_decay)
+      return Method(lambda _: tx, lr=learning_rate, tune=False)
   if weight_decay:
-    return optax.chain(optax.add_decayed_weights(weight_decay), tx)
-  return tx
+    tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
+  return Method(lambda _: tx, signals, lr=None, tune=False)
+
+
+def schedule_method(kind: str, num_steps: int, *, optimizer: str = "sgd",
+                    momentum: float = 0.9, weight_decay: float = 0.0
+                    ) -> Method:
+  """A classic schedule (:func:`simple_schedule`) whose peak rate is tuned
+  by :func:`lrmeta.experiments.compare.compare`."""
+  return Method(lambda lr: base_optimizer(
+      optimizer, simple_schedule(kind, lr, num_steps), momentum=momentum,
+      weight_decay=weight_decay))

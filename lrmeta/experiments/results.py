@@ -9,11 +9,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lrmeta.experiments.rundir import run_folder
 
-def run_dir(path: str) -> pathlib.Path:
-  p = pathlib.Path(path)
-  p.mkdir(parents=True, exist_ok=True)
-  return p
+
+results_folder = run_folder  # every job writes through it
 
 
 def write_config(out: pathlib.Path, cfg) -> None:
@@ -29,7 +28,7 @@ def write_jsonl(path: pathlib.Path, rows: Sequence[dict[str, Any]]) -> None:
 def write_csv(path: pathlib.Path, rows: Sequence[dict[str, Any]]) -> None:
   if not rows:
     return
-  keys = list(rows[0])
+  keys = list(dict.fromkeys(k for r in rows for k in r))  # union, in order
   with open(path, "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=keys)
     w.writeheader()
@@ -37,10 +36,89 @@ def write_csv(path: pathlib.Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def mean_std(x) -> str:
+  """``"mean ± std"`` (sample std) of 2+ values; the value alone for one."""
   x = np.asarray(x, np.float64)
   if x.size == 1:
     return f"{x.mean():.4f}"
   return f"{x.mean():.4f} ± {x.std(ddof=1):.4f}"
+
+
+def diverged(hist) -> np.ndarray:
+  """Per member: did the run diverge (:attr:`lrmeta.train.History.
+  diverged_at`)?"""
+  return ~np.asarray(hist.finite())
+
+
+def finite_mean_std(x, bad) -> str:
+  """:func:`mean_std` over the runs that did not diverge, followed by
+  ``(diverged k/n)`` when some did."""
+  x, bad = np.asarray(x, np.float64), np.asarray(bad, bool)
+  if bad.all():
+    return f"diverged {bad.sum()}/{bad.size}"
+  text = mean_std(x[~bad])
+  return text + (f" (diverged {bad.sum()}/{bad.size})" if bad.any() else "")
+
+
+def result_rows(results, metrics=("test_acc", "val_acc", "test_loss")
+                ) -> list[list[str]]:
+  """Table rows ``[method, base lr, <metrics>...]`` of
+  :func:`lrmeta.experiments.compare.compare` results; each metric is the
+  final evaluation, mean ± std over the runs that did not diverge."""
+  rows = []
+  for name, r in results.items():
+    bad = diverged(r.hist)
+    lr = "-" if r.lr is None else f"{r.lr:g}"
+    rows.append([name, lr] + [finite_mean_std(r.hist.final(m), bad)
+                              for m in metrics])
+  return rows
+
+
+def clip_note(results) -> str:
+  """A sentence naming the methods whose controller clipped its rate at its
+  bounds (the ``clipped`` step metric), or ``""``."""
+  parts = []
+  for name, r in results.items():
+    if "clipped" in r.hist.steps:
+      last = np.atleast_2d(np.asarray(r.hist.steps["clipped"]))[:, -1]
+      steps = np.asarray(r.hist.steps["train_loss"]).shape[-1]
+      if last.max() > 0:
+        parts.append(f"{name}: {int(last.max())} of {steps} steps (most "
+                     f"in a run)")
+  return ("Rates clipped at a controller's bounds: " + "; ".join(parts) + "."
+          if parts else "")
+
+
+def write_summary(out: pathlib.Path, title: str, sections) -> str:
+  """Writes ``summary.md``: a title, then per section an optional heading,
+  a note (what ran, on what data, seeds) and a table. Returns the text."""
+  lines = [f"# {title}", ""]
+  for heading, note, table in sections:
+    if heading:
+      lines += [f"## {heading}", ""]
+    lines += [note, "", table]
+  text = "\n".join(lines)
+  (out / "summary.md").write_text(text)
+  return text
+
+
+def write_comparison(out: pathlib.Path, title: str, results, note: str,
+                     table: str, output_dir: str) -> str:
+  """The report of a one-task comparison: ``summary.md`` (note and table),
+  ``timings.json``, ``curves.png``; prints the summary and where it went
+  (``output_dir``, the folder the results land in). Returns the text."""
+  text = write_summary(out, title, [(None, note, table)])
+  write_timings(out, {n: r.hist.wall_time for n, r in results.items()})
+  plot_runs(out / "curves.png",
+            {n: curve(r.hist) for n, r in results.items()}, title)
+  print(f"\n{text}\nresults written to {output_dir}/", flush=True)
+  return text
+
+
+def write_timings(out: pathlib.Path, seconds: dict[str, float]) -> None:
+  """Wall times (load-dependent) go to ``timings.json``, not beside the
+  results."""
+  (out / "timings.json").write_text(json.dumps(
+      {k: round(float(v), 2) for k, v in seconds.items()}, indent=1) + "\n")
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]
@@ -56,13 +134,21 @@ def plot_runs(path: pathlib.Path, curves: dict[str, dict[str, Any]],
   """One figure, three panels: LR per step, train loss, test accuracy.
 
   ``curves[method]`` holds ``lr`` and ``train_loss`` ([seeds, steps]) and
-  ``eval_steps`` / ``test_acc`` ([seeds, evals]); seeds are averaged.
+  ``eval_steps`` / ``test_acc`` ([seeds, evals]). Curves are means over the
+  seeds that stay finite; the loss is smoothed by a running mean over 2 % of
+  the run; error bars are ± one standard deviation over seeds (a caption
+  under the panels says so).
   """
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   fig, axes = plt.subplots(1, 3, figsize=(15, 4))
   for name, c in curves.items():
+    keep = np.asarray(c.get("finite", True))
+    if keep.ndim and keep.any() and not keep.all():  # drop diverged runs
+      c = {**c, **{k: np.atleast_2d(c[k])[keep]
+                   for k in ("lr", "train_loss", "test_acc")}}
+      name = f"{name} ({int((~keep).sum())} diverged, left out)"
     lr = np.nanmean(np.atleast_2d(c["lr"]), 0)
     axes[0].plot(lr, label=name)
     loss = np.nanmean(np.atleast_2d(c["train_loss"]), 0)
@@ -73,12 +159,71 @@ def plot_runs(path: pathlib.Path, curves: dict[str, dict[str, Any]],
     axes[2].errorbar(c["eval_steps"], acc.mean(0),
                      yerr=acc.std(0) if acc.shape[0] > 1 else None,
                      label=name, capsize=2)
-  axes[0].set(title="learning rate applied", xlabel="step", yscale="log")
-  axes[1].set(title="training loss (smoothed)", xlabel="step", yscale="log")
-  axes[2].set(title="test accuracy", xlabel="step")
+  axes[0].set(title="learning rate applied", xlabel="step",
+              ylabel="learning rate", yscale="log")
+  axes[1].set(title="training loss (smoothed)", xlabel="step",
+              ylabel="minibatch cross-entropy", yscale="log")
+  axes[2].set(title="test accuracy", xlabel="step", ylabel="accuracy")
   for a in axes:
     a.grid(alpha=0.3)
     a.legend(fontsize=8)
+  fig.suptitle(title)
+  fig.text(0.5, 0.01, "Mean over seeds (non-finite runs left out); training "
+           "loss: running mean over 2% of the run; error bars: ± 1 std over "
+           "seeds.", ha="center", fontsize=8)
+  fig.tight_layout(rect=(0, 0.04, 1, 1))
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_meta_trace(path: pathlib.Path, trace: list[dict], title: str
+                    ) -> None:
+  """Meta-training at a glance: the meta-objective and the inner rate at the
+  last inner step, per meta-step (``meta_metrics.jsonl`` records)."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  steps = [r["meta_step"] for r in trace]
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+  axes[0].plot(steps, [r["meta_loss"] for r in trace], marker=".")
+  axes[0].set(title="meta-objective", xlabel="meta-step",
+              ylabel="meta-set loss")
+  axes[1].plot(steps, [r["inner_lr_last"] for r in trace], marker=".")
+  axes[1].set(title="inner LR at the last inner step", xlabel="meta-step",
+              ylabel="learning rate", yscale="log")
+  for a in axes:
+    a.grid(alpha=0.3)
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_rl_training(path: pathlib.Path, history: list[dict], title: str
+                     ) -> None:
+  """RL training at a glance: mean episode return, final validation
+  accuracy and final learning rate per iteration, one line per training
+  task of the family."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  h = {k: np.asarray([m.get(k, np.nan) for m in history]) for k in
+       ("episode_return", "final_val_acc", "final_lr", "env_index")}
+  h["env_index"] = np.nan_to_num(h["env_index"]).astype(int)
+  x = np.arange(1, len(history) + 1)
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  for ax, (k, lab) in zip(axes, [("episode_return", "mean episode return"),
+                                 ("final_val_acc", "final val accuracy"),
+                                 ("final_lr", "final learning rate")]):
+    for e in np.unique(h["env_index"]):
+      sel = h["env_index"] == e
+      ax.plot(x[sel], h[k][sel], marker=".",
+              label=f"training task {e}" + (" (clean)" if e == 0 else ""))
+    ax.set(title=lab, xlabel="iteration", ylabel=lab)
+    ax.grid(alpha=0.3)
+  if len(np.unique(h["env_index"])) > 1:
+    axes[0].legend(fontsize=8)
+  axes[2].set_yscale("log")
   fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -89,13 +234,18 @@ def curve(hist) -> dict[str, Any]:
   """The per-method entry :func:`plot_runs` takes, from a population's
   :class:`lrmeta.train.History`."""
   return {"lr": hist.steps["lr"], "train_loss": hist.steps["train_loss"],
-          "eval_steps": hist.eval_steps, "test_acc": hist.evals["test_acc"]}
+          "eval_steps": hist.eval_steps, "test_acc": hist.evals["test_acc"],
+          "finite": np.atleast_1d(hist.finite())}
 
 
-def eval_records(method: str, seeds, hist) -> list[dict[str, Any]]:
-  """One ``metrics.jsonl`` record per (seed, evaluation) of a population."""
-  return [{"method": method, "seed": int(seed), "step": int(step),
-           **{k: float(v[i, j]) for k, v in hist.evals.items()}}
+def eval_records(method: str, seeds, hist, **extra) -> list[dict[str, Any]]:
+  """One ``metrics.jsonl`` record per (seed, evaluation) of a population
+  (``extra`` fields, e.g. ``task``, are added to each), with the step at
+  which the run diverged (``-1`` if it did not)."""
+  at = np.atleast_1d(hist.diverged_at)
+  return [{"method": method, "seed": int(seed), "step": int(step), **extra,
+           **{k: float(v[i, j]) for k, v in hist.evals.items()},
+           "diverged_at": int(at[i])}
           for i, seed in enumerate(seeds)
           for j, step in enumerate(hist.eval_steps)]
 
@@ -122,7 +272,8 @@ def load_run(path: str | pathlib.Path) -> dict[str, Any]:
       d = per.setdefault(row.pop("method"), {}).setdefault(
           int(row.pop("seed")), {})
       for k, v in row.items():
-        d.setdefault(k, []).append(float(v))
+        if v != "":  # a metric other methods record (e.g. ``clipped``)
+          d.setdefault(k, []).append(float(v))
   evals: dict[str, dict[int, dict[str, list]]] = {}
   for line in (p / "metrics.jsonl").read_text().splitlines():
     r = json.loads(line)

@@ -1,12 +1,58 @@
-"""The `lrmeta select` job: LRBench's select / compose / verify workflow."""
+"""The `lrmeta select` job: LRBench's select / compose / verify workflow.
+
+The config's ``selection`` block holds the fields of
+:class:`lrmeta.schedules.select.SelectionConfig` (:func:`selection_config`
+gives the defaults as a ConfigDict, so ``--config.selection.budget=...``
+overrides work); ``candidates`` names the keys of
+:func:`lrmeta.schedules.select.default_candidates` to try (``()``: all).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import ml_collections
+
 from lrmeta.experiments import results as res
+from lrmeta.experiments import select_report
 from lrmeta.experiments.train_job import build_task
 from lrmeta.schedules import select
+
+
+def selection_config() -> ml_collections.ConfigDict:
+  """The defaults of :class:`select.SelectionConfig` as a ConfigDict."""
+  c = ml_collections.ConfigDict()
+  for k, v in dataclasses.asdict(select.SelectionConfig()).items():
+    setattr(c, k, v)  # field order, which config.json keeps
+  return c
+
+
+def to_selection_config(sel: ml_collections.ConfigDict
+                        ) -> select.SelectionConfig:
+  """The ``selection`` block of a config as a :class:`SelectionConfig`."""
+  fields = {f.name for f in dataclasses.fields(select.SelectionConfig)}
+  unknown = sorted(set(sel.keys()) - fields)
+  if unknown:
+    raise ValueError(f"config block 'selection' has unknown keys {unknown}; "
+                     f"expected {sorted(fields)}")
+  return select.SelectionConfig(**sel.to_dict())
+
+
+def candidate_fn(keys) -> select.CandidateFn:
+  """:func:`select.default_candidates` restricted to ``keys`` (all if empty).
+
+  Raises:
+    ValueError: a key names no default candidate.
+  """
+  keep = set(keys)
+  unknown = keep - {k for k, _ in select.default_candidates(10)}
+  if unknown:
+    raise ValueError(f"config key 'candidates' names unknown candidates "
+                     f"{sorted(unknown)}")
+  if not keep:
+    return select.default_candidates
+  return lambda n: [c for c in select.default_candidates(n) if c[0] in keep]
 
 
 def run(cfg, *, quiet: bool = False, final_json: bool = True) -> dict:
@@ -17,31 +63,31 @@ def run(cfg, *, quiet: bool = False, final_json: bool = True) -> dict:
   printed is the summary as JSON (``target_accuracy``,
   ``steps_to_target_default``, ``steps_to_target_selected``,
   ``speedup_to_target``, ...).
+
+  Args:
+    cfg: a config like ``configs/lrbench_fashion_mnist.py``'s.
+    quiet: drop the progress messages.
+    final_json: print the summary as the last line.
+
+  Returns:
+    The summary (:meth:`select.SelectionResult.summary`).
   """
-  keep = set(cfg.candidates)
-  unknown = keep - {k for k, _ in select.default_candidates(10)}
-  if unknown:
-    raise ValueError(f"config key 'candidates' names unknown candidates "
-                     f"{sorted(unknown)}")
-  cands = select.default_candidates
-  if keep:
-    cands = lambda n: [c for c in select.default_candidates(n)
-                       if c[0] in keep]
-  sel = cfg.selection
+  cands = candidate_fn(cfg.candidates)
+  sel = to_selection_config(cfg.selection)
   task = build_task(cfg)
   log = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
   print(f"task {task.name} ({task.dataset.name}, {task.dataset.num_train} "
         f"training images), batch {task.batch_size}, budget {sel.budget} "
         f"steps, default {sel.default} with momentum {sel.momentum}",
         flush=True)
-  out = res.run_dir(cfg.output_dir)
-  res.write_config(out, cfg)
-  result = select.select_and_compose(task, sel, candidates=cands, log=log)
-  paths = select.write_report(result, str(out))
-  for k in ("candidates_md", "verify_md"):
-    with open(paths[k]) as f:
-      print(f.read())
-  print(f"results written to {out}/")
+  with res.results_folder(cfg.output_dir) as out:
+    res.write_config(out, cfg)
+    result = select.select_and_compose(task, sel, candidates=cands, log=log)
+    paths = select_report.write_report(result, str(out))
+    for k in ("candidates_md", "verify_md"):
+      with open(paths[k]) as f:
+        print(f.read())
+  print(f"results written to {cfg.output_dir}/")
   summary = result.summary()
   if final_json:
     print(json.dumps(summary))

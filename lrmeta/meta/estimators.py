@@ -1,11 +1,13 @@
-"""Meta-gradient estimators behind one interface.
+"""Meta-gradient estimators behind one protocol.
 
 Every estimator holds a population of ``num_tasks`` inner runs (vmapped) of
 an :class:`~lrmeta.meta.problem.InnerProblem`, each an episode of
-``horizon`` inner steps, and exposes two pure functions:
+``horizon`` inner steps, and satisfies the :class:`Estimator` protocol, two
+pure functions the outer loop calls:
 
 * ``init(theta, key) -> EstimatorState``;
-* ``estimate(theta, state, key) -> (meta_grad, state, metrics)``.
+* ``estimate(theta, state, key) -> (meta_grad, state, metrics)``, with
+  ``metrics["num_ok"]`` the members that entered the average.
 
 Each ``estimate`` call processes one truncation of ``window`` steps of every
 member's episode (plus ``skip`` forward-only steps before it, for truncated
@@ -27,6 +29,11 @@ with one truncation it is the meta-loss after the full unroll.
   start, which makes the sum of estimates over an episode unbiased for the
   Gaussian-smoothed episode objective.
 
+Both ES estimators share one antithetic core (sample the pairs, run the
+``+`` and ``-`` members, mask non-finite pairs, combine); they differ in
+where a pair's runs start and which direction multiplies the loss
+difference.
+
 NaN guard: a member (or ES pair) whose meta-loss or gradient is not finite is
 left out of the average (``metrics["diverged"]`` counts members with at least
 one non-finite run) and the member's inner runs restart at the next call, so
@@ -42,8 +49,9 @@ References:
 
 from __future__ import annotations
 
+import abc
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -74,6 +82,43 @@ class EstimatorState(NamedTuple):
   diverged: jax.Array
 
 
+@runtime_checkable
+class Estimator(Protocol):
+  """A meta-gradient estimator, as the outer loop uses it.
+
+  :class:`~lrmeta.meta.outer.MetaTrainer` calls only these two methods; both
+  are pure and traceable, so ``estimate`` runs under ``jax.jit``. The state
+  is a pytree the outer loop carries and checkpoints without reading it.
+  """
+
+  def init(self, theta: Theta, key: jax.Array) -> EstimatorState:
+    """The estimator's state before the first call.
+
+    Args:
+      theta: meta-parameters (any pytree).
+      key: PRNG key of the estimator's inner runs.
+
+    Returns:
+      The initial :class:`EstimatorState`.
+    """
+
+  def estimate(self, theta: Theta, state: EstimatorState, key: jax.Array
+               ) -> tuple[Theta, EstimatorState, dict[str, jax.Array]]:
+    """One meta-gradient estimate.
+
+    Args:
+      theta: meta-parameters (any pytree).
+      state: the state returned by the previous call (or by ``init``).
+      key: PRNG key of this call (unused by deterministic estimators).
+
+    Returns:
+      ``(meta_grad, state, metrics)``: ``meta_grad`` has the structure of
+      ``theta``; ``metrics`` holds scalars, at least ``"meta_loss"``,
+      ``"diverged"`` and ``"num_ok"`` (members in the average; the outer
+      loop leaves out an estimator whose ``num_ok`` is 0).
+    """
+
+
 def tree_isfinite(tree: Any) -> jax.Array:
   """True when every floating leaf of ``tree`` is finite."""
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
@@ -101,6 +146,7 @@ def _masked_mean(values: Any, ok: jax.Array) -> tuple[Any, jax.Array]:
 
 
 def _normal_like(key: jax.Array, theta: Theta, n: int) -> Theta:
+  """``n`` standard normal draws shaped like ``theta``, stacked on axis 0."""
   leaves, treedef = jax.tree.flatten(theta)
   keys = jax.random.split(key, len(leaves))
   return treedef.unflatten([
@@ -109,8 +155,16 @@ def _normal_like(key: jax.Array, theta: Theta, n: int) -> Theta:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Estimator:
-  """Shared configuration and episode bookkeeping."""
+class _Estimator(abc.ABC):
+  """Configuration and episode bookkeeping shared by the estimators here.
+
+  Attributes:
+    problem: the inner problem to unroll.
+    horizon: inner steps per episode.
+    window: inner steps differentiated (or perturbed) per call (``None``:
+      ``horizon``, one whole run per call).
+    num_tasks: members ``P`` of the vmapped population.
+  """
 
   problem: InnerProblem
   horizon: int
@@ -149,10 +203,16 @@ class _Estimator:
     return inner, episode, done
 
   def init(self, theta: Theta, key: jax.Array) -> EstimatorState:
+    """``num_tasks`` fresh inner runs, seeded from ``split(key)``."""
     keys = jax.random.split(key, self.num_tasks)
     episode = jnp.zeros((self.num_tasks,), jnp.int32)
     return EstimatorState(self._fresh(theta, keys, episode), keys, episode, (),
                           jnp.zeros((self.num_tasks,), bool))
+
+  @abc.abstractmethod
+  def estimate(self, theta: Theta, state: EstimatorState, key: jax.Array
+               ) -> tuple[Theta, EstimatorState, dict[str, jax.Array]]:
+    """One meta-gradient estimate (see :meth:`Estimator.estimate`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,7 +293,111 @@ def one_step_lookahead(problem: InnerProblem, horizon: int, every: int = 1,
 
 
 @dataclasses.dataclass(frozen=True)
-class AntitheticES(_Estimator):
+class _Antithetic(_Estimator):
+  """The antithetic core shared by :class:`AntitheticES` and :class:`PES`.
+
+  In each call every member draws ``N`` perturbations
+  :math:`\\epsilon_i \\sim \\mathcal N(0, I)`, runs the window with
+  :math:`\\theta + \\sigma \\epsilon_i` and :math:`\\theta - \\sigma
+  \\epsilon_i` (``2N`` runs, vmapped, the same minibatches) and combines the
+  pairs whose loss difference is finite (the set :math:`O`):
+
+  .. math::
+
+    \\hat g = \\frac{1}{2 \\sigma |O|} \\sum_{i \\in O}
+      \\left[L^{+i} - L^{-i}\\right] d_i ,
+
+  with direction :math:`d_i = \\epsilon_i` (ES) or the PES sum
+  :math:`\\xi_i`. The estimate is the mean of :math:`\\hat g` over members
+  with at least one finite pair. Subclasses say where the runs continue
+  (:meth:`_next_inner`).
+
+  Attributes:
+    num_pairs: antithetic pairs ``N``.
+    sigma: perturbation scale.
+  """
+
+  num_pairs: int = 8
+  sigma: float = 0.01
+
+  @abc.abstractmethod
+  def _next_inner(self, theta: Theta, start: Any, ends: Any) -> Any:
+    """A member's inner runs after the call.
+
+    Args:
+      theta: the unperturbed meta-parameters.
+      start: the member's runs at the window start.
+      ends: its ``2N`` runs at the window end (``+`` runs, then ``-``).
+
+    Returns:
+      The runs to carry to the next call, in the layout of ``start``.
+    """
+
+  def _antithetic(self, theta: Theta, inner: Any, accum: Theta | None,
+                  key: jax.Array
+                  ) -> tuple[Theta, Any, Theta | None, jax.Array,
+                             dict[str, jax.Array]]:
+    """Antithetic estimate over one window of every member.
+
+    Args:
+      theta: meta-parameters.
+      inner: ``[P, ...]`` runs, each the common start of its member's pairs
+        (``accum is None``), or ``[P, 2N, ...]`` one persistent run per
+        perturbed member (PES layout).
+      accum: ``None`` (the direction is this call's perturbation), or the
+        PES sums ``[P, N, ...theta]`` before this call: this call's
+        perturbations are added and the sums are the directions.
+      key: PRNG key of the call; member ``p`` draws from ``fold_in(key, p)``.
+
+    Returns:
+      ``(grad, inner, accum, diverged, metrics)``: the estimate, the runs
+      from :meth:`_next_inner`, the updated sums (``None`` if ``accum`` is),
+      ``[P]`` members with at least one non-finite pair, and the metrics
+      (``diverged_pairs`` counts non-finite pairs).
+    """
+    problem, window, n, sigma = (self.problem, self.window, self.num_pairs,
+                                 self.sigma)
+    shared_start = accum is None
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
+        jnp.arange(self.num_tasks))
+
+    def member(s, xi, k):
+      eps = _normal_like(k, theta, n)
+      direction = eps if xi is None else jax.tree.map(jnp.add, xi, eps)
+      thetas = jax.tree.map(lambda t, e: jnp.concatenate(
+          [t + sigma * e, t - sigma * e]), theta, eps)
+
+      def run(th, si):
+        s1, m = problem.unroll(th, si, window)
+        return problem.meta_loss(th, s1), s1, m
+
+      losses, ends, m = jax.vmap(run, in_axes=(0, None if shared_start else 0)
+                                 )(thetas, s)
+      diff = losses[:n] - losses[n:]
+      ok = jnp.isfinite(diff)
+      g, n_ok = _masked_mean(
+          jax.tree.map(lambda d: d * diff.reshape((n,) + (1,) * (d.ndim - 1)),
+                       direction), ok)
+      # _masked_mean divides by n_ok; the estimator divides by 2 sigma N.
+      g = jax.tree.map(lambda x: x / (2 * sigma), g)
+      mean_loss = 0.5 * (losses[:n] + losses[n:])
+      return (g, n_ok, mean_loss, ok, self._next_inner(theta, s, ends),
+              None if xi is None else direction, m)
+
+    g, n_ok, mean_loss, ok, inner, accum, m = jax.vmap(member)(
+        inner, accum, keys)
+    member_ok = n_ok > 0
+    grad, n_members = _masked_mean(g, member_ok)
+    loss, _ = jax.vmap(_masked_mean)(mean_loss, ok)
+    metrics = _metrics(loss, member_ok, n_members, m)
+    diverged = ~jnp.all(ok, axis=1)
+    metrics["diverged"] = jnp.sum(diverged)
+    metrics["diverged_pairs"] = jnp.sum(~ok)
+    return grad, inner, accum, diverged, metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class AntitheticES(_Antithetic):
   """Antithetic ES over each window, ``num_pairs`` pairs vmapped.
 
   .. math::
@@ -249,61 +413,32 @@ class AntitheticES(_Estimator):
   Attributes:
     num_pairs: antithetic pairs ``N``.
     sigma: perturbation scale.
-  """
 
-  num_pairs: int = 8
-  sigma: float = 0.01
+  References:
+    Salimans et al., "Evolution Strategies as a Scalable Alternative to
+    Reinforcement Learning", 2017.
+  """
 
   @property
   def name(self) -> str:
     return "es"
 
+  def _next_inner(self, theta, start, ends):
+    if self.window < self.horizon:
+      return self.problem.unroll(theta, start, self.window)[0]
+    return jax.tree.map(lambda x: x[0], ends)  # episode over: restarts next
+
   def estimate(self, theta: Theta, state: EstimatorState, key: jax.Array
                ) -> tuple[Theta, EstimatorState, dict[str, jax.Array]]:
     inner, episode, _ = self._restart(theta, state)
-    problem, window, n, sigma = (self.problem, self.window, self.num_pairs,
-                                 self.sigma)
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
-        jnp.arange(self.num_tasks))
-    advance = self.window < self.horizon
-
-    def member(s, k):
-      eps = _normal_like(k, theta, n)
-      thetas = jax.tree.map(lambda t, e: jnp.concatenate(
-          [t + sigma * e, t - sigma * e]), theta, eps)
-
-      def run(th):
-        s1, m = problem.unroll(th, s, window)
-        return problem.meta_loss(th, s1), s1, m
-
-      losses, s_pm, m = jax.vmap(run)(thetas)
-      diff = losses[:n] - losses[n:]
-      ok = jnp.isfinite(diff)
-      g, n_ok = _masked_mean(
-          jax.tree.map(lambda e: e * diff.reshape((n,) + (1,) * (e.ndim - 1)),
-                       eps), ok)
-      # _masked_mean divides by n_ok; the estimator divides by 2 sigma N.
-      g = jax.tree.map(lambda x: x / (2 * sigma), g)
-      if advance:
-        s_next, _ = problem.unroll(theta, s, window)
-      else:
-        s_next = jax.tree.map(lambda x: x[0], s_pm)
-      mean_loss = 0.5 * (losses[:n] + losses[n:])
-      return g, n_ok, mean_loss, ok, s_next, m
-
-    g, n_ok, mean_loss, ok, inner, m = jax.vmap(member)(inner, keys)
-    member_ok = n_ok > 0
-    grad, n_members = _masked_mean(g, member_ok)
-    loss, _ = jax.vmap(_masked_mean)(mean_loss, ok)
-    metrics = _metrics(loss, member_ok, n_members, m)
-    metrics["diverged"] = jnp.sum(~jnp.all(ok, axis=1))
-    metrics["diverged_pairs"] = jnp.sum(~ok)
+    grad, inner, _, diverged, metrics = self._antithetic(theta, inner, None,
+                                                         key)
     return grad, state._replace(inner=inner, episode=episode,
-                                diverged=~jnp.all(ok, axis=1)), metrics
+                                diverged=diverged), metrics
 
 
 @dataclasses.dataclass(frozen=True)
-class PES(_Estimator):
+class PES(_Antithetic):
   """Persistent evolution strategies (antithetic), ``num_pairs`` vmapped.
 
   Each pair ``i`` keeps two persistent inner runs, unrolled with
@@ -321,16 +456,18 @@ class PES(_Estimator):
   Attributes:
     num_pairs: antithetic pairs ``N``.
     sigma: perturbation scale.
-  """
 
-  num_pairs: int = 8
-  sigma: float = 0.01
+  References:
+    Vicol, Metz, Sohl-Dickstein, "Unbiased Gradient Estimation in Unrolled
+    Computation Graphs with Persistent Evolution Strategies", ICML 2021.
+  """
 
   @property
   def name(self) -> str:
     return "pes"
 
   def init(self, theta: Theta, key: jax.Array) -> EstimatorState:
+    """Fresh runs in the ``[P, 2N]`` pair layout and zero sums."""
     base = super().init(theta, key)
     inner = self._pairs(base.inner)
     accum = jax.tree.map(
@@ -355,47 +492,18 @@ class PES(_Estimator):
                    state.accum)
     return inner, accum, episode
 
+  def _next_inner(self, theta, start, ends):
+    del theta, start  # every perturbed run persists
+    return ends
+
   def estimate(self, theta: Theta, state: EstimatorState, key: jax.Array
                ) -> tuple[Theta, EstimatorState, dict[str, jax.Array]]:
     inner, accum, episode = self._restart(theta, state)
-    problem, window, n, sigma = (self.problem, self.window, self.num_pairs,
-                                 self.sigma)
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(
-        jnp.arange(self.num_tasks))
+    grad, inner, accum, diverged, metrics = self._antithetic(theta, inner,
+                                                             accum, key)
+    return grad, state._replace(inner=inner, episode=episode, accum=accum,
+                                diverged=diverged), metrics
 
-    def member(s, xi, k):
-      eps = _normal_like(k, theta, n)
-      xi = jax.tree.map(jnp.add, xi, eps)
-      thetas = jax.tree.map(lambda t, e: jnp.concatenate(
-          [t + sigma * e, t - sigma * e]), theta, eps)
-
-      def run(th, si):
-        s1, m = problem.unroll(th, si, window)
-        return problem.meta_loss(th, s1), s1, m
-
-      losses, s1, m = jax.vmap(run)(thetas, s)
-      diff = losses[:n] - losses[n:]
-      ok = jnp.isfinite(diff)
-      g, n_ok = _masked_mean(
-          jax.tree.map(lambda x: x * diff.reshape((n,) + (1,) * (x.ndim - 1)),
-                       xi), ok)
-      # _masked_mean divides by n_ok; the estimator divides by 2 sigma N.
-      g = jax.tree.map(lambda x: x / (2 * sigma), g)
-      return g, n_ok, 0.5 * (losses[:n] + losses[n:]), ok, s1, xi, m
-
-    g, n_ok, mean_loss, ok, inner, accum, m = jax.vmap(member)(
-        inner, accum, keys)
-    member_ok = n_ok > 0
-    grad, n_members = _masked_mean(g, member_ok)
-    loss, _ = jax.vmap(_masked_mean)(mean_loss, ok)
-    metrics = _metrics(loss, member_ok, n_members, m)
-    metrics["diverged"] = jnp.sum(~jnp.all(ok, axis=1))
-    metrics["diverged_pairs"] = jnp.sum(~ok)
-    return grad, EstimatorState(inner, state.keys, episode, accum,
-                                ~jnp.all(ok, axis=1)), metrics
-
-
-Estimator = TruncatedBackprop | AntitheticES | PES
 
 __all__ = ["AntitheticES", "Estimator", "EstimatorState", "PES",
            "TruncatedBackprop", "one_step_lookahead", "tree_isfinite",

@@ -1,10 +1,11 @@
 """The outer loop: meta-train a controller's ``theta`` with any estimator.
 
-One :class:`MetaTrainer` holds one or more estimators (e.g. one per task
-family: each runs its own vmapped population of inner tasks), an Optax
-meta-optimizer (Adam with L2 weight decay by default, MLR-SNet's choice) and
-the guards: the meta-gradient is clipped by global norm, and a step whose
-averaged meta-gradient is not finite is skipped (reported in
+One :class:`MetaTrainer` holds one or more estimators, anything that
+satisfies the :class:`~lrmeta.meta.estimators.Estimator` protocol (e.g. one
+per task family: each runs its own vmapped population of inner tasks), an
+Optax meta-optimizer (Adam with L2 weight decay by default, MLR-SNet's
+choice) and the guards: the meta-gradient is clipped by global norm, and a
+step whose averaged meta-gradient is not finite is skipped (reported in
 ``metrics["skipped"]``) so ``theta`` is never updated with NaN. Members that
 diverged are already masked and restarted inside each estimator
 (``metrics["diverged"]``).
@@ -54,8 +55,9 @@ class MetaTrainer:
   """Estimators + meta-optimizer + guards.
 
   Attributes:
-    estimators: one or more estimators; their meta-gradients are averaged
-      (an estimator all of whose members diverged is left out).
+    estimators: one or more :class:`~lrmeta.meta.estimators.Estimator`;
+      their meta-gradients are averaged (an estimator all of whose members
+      diverged, ``metrics["num_ok"] == 0``, is left out).
     meta_optimizer: any Optax transformation (default
       :func:`default_meta_optimizer`).
     clip_norm: global-norm clip of the meta-gradient (``None``: no clip).
@@ -69,6 +71,10 @@ class MetaTrainer:
     if not self.estimators:
       raise ValueError("MetaTrainer needs at least one estimator")
     object.__setattr__(self, "estimators", tuple(self.estimators))
+    for est in self.estimators:
+      if not isinstance(est, Estimator):
+        raise TypeError(f"{type(est).__name__} is not an Estimator: it needs "
+                        "init(theta, key) and estimate(theta, state, key)")
     if self.meta_optimizer is None:
       object.__setattr__(self, "meta_optimizer", default_meta_optimizer())
 

@@ -23,7 +23,7 @@ Reward, with ``v`` the validation loss (or the training loss EMA for
 cap): ``shaping * (v_prev - v) / v0`` after each decision, and at the end
 ``final_weight * (v0 - v_final) / v0`` with ``v_final`` the loss on the first
 ``final_val_examples`` validation images; with the defaults the final term
-dominates, as the issue asks.
+dominates, so the policy is scored mainly on where the run ends.
 
 Action choice: the default is discrete, factors (0.5, 0.8, 1, 1.25, 2), as in
 Xu et al. (2019), whose controller picks among a few multiplicative changes

@@ -1,17 +1,21 @@
 """Hand-designed LR policies (all of LRBench's) and LRBench-style selection.
 
-``policies`` holds every policy as an Optax schedule plus the packed array form
-that lets a population of different policies train as one vmapped program;
-``spec`` reads and writes policies as plain data (``"tri2(k0=0.01, k1=0.1,
-l=2000)"``); ``select`` is LRBench's select-and-compose workflow.
+``shapes`` holds the closed forms (nine periodic shapes times three amplitude
+modulations, plus the monotone policies); ``registry`` names them, checks
+their parameters and builds Optax schedules (:func:`policy`, warm-up,
+composition); ``packed`` is the array form that lets a population of
+different policies train as one vmapped program; ``optimizers`` drives SGD
+with a schedule or a reduce-on-plateau rule; ``spec`` reads and writes
+policies as plain data (``"tri2(k0=0.01, k1=0.1, l=2000)"``); ``select`` is
+LRBench's select-and-compose algorithm.
 """
 
-from lrmeta.schedules.policies import (LRBENCH_POLICIES, NUM_SLOTS, POLICIES,
-                                       POLICY_IDS, SLOTS, PackedPolicy,
+from lrmeta.schedules.optimizers import plateau_sgd, scale_by_plateau_lr, sgd
+from lrmeta.schedules.packed import (NUM_SLOTS, SLOTS, PackedPolicy, pack,
+                                     packed_schedule, stack_packed)
+from lrmeta.schedules.registry import (LRBENCH_POLICIES, POLICIES, POLICY_IDS,
                                        PolicyError, closed_form, compose,
-                                       pack, packed_schedule, plateau_sgd,
-                                       policy, scale_by_plateau_lr, sgd,
-                                       stack_packed, warmup)
+                                       policy, warmup)
 from lrmeta.schedules.spec import (CompositeSpec, PolicySpec, compose_specs,
                                    format_spec, pack_spec, parse_spec,
                                    schedule_from_spec, spec_to_dict)

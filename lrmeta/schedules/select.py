@@ -34,20 +34,18 @@ References:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
-import os
+import time
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from lrmeta.schedules import policies as P
 from lrmeta.schedules import spec as S
+from lrmeta.schedules.optimizers import sgd
+from lrmeta.schedules.packed import packed_schedule, stack_packed
 from lrmeta.tasks.base import Task
 from lrmeta.train import train_population
 
@@ -83,26 +81,49 @@ def default_candidates(stage_len: int) -> list[tuple[str, str]]:
   ]
 
 
-def default_config() -> ml_collections.ConfigDict:
-  """The selection's settings (override fields for variants)."""
-  c = ml_collections.ConfigDict()
-  c.budget = 1000
-  c.target = 0.0  # <= 0: the default policy's final test accuracy
-  c.stage_fractions = (0.3, 0.6)  # stage boundaries as budget fractions
-  c.seeds = (0, 1)  # per candidate, during selection
-  c.verify_seeds = (10, 11, 12)
-  c.eval_every = 50
-  c.eval_examples = 2000
-  c.prune_margin = 0.02
-  c.keep_top = 6
-  c.robust_k = 1.0  # rank by mean - robust_k * std of the seeds' accuracy
-  c.momentum = 0.9
-  c.default = "fix(k0=0.01)"
-  return c
+@dataclasses.dataclass(frozen=True)
+class SelectionConfig:
+  """Settings of :func:`select_and_compose`.
+
+  Attributes:
+    budget: training steps of the whole (composed) policy.
+    target: target test accuracy; <= 0 means the default policy's final test
+      accuracy (rounded down to 3 decimals).
+    stage_fractions: stage boundaries as fractions of the budget.
+    seeds: seeds of every candidate during selection.
+    verify_seeds: seeds of the verification runs.
+    eval_every: steps between evaluations.
+    eval_examples: examples per evaluation.
+    prune_margin: prune a candidate whose utility is this far below the
+      stage's best.
+    keep_top: prune all but this many candidates of a stage.
+    robust_k: candidates rank by mean - robust_k * std of the seeds' accuracy.
+    momentum: SGD momentum of every run.
+    default: the baseline policy (a spec string).
+  """
+
+  budget: int = 1000
+  target: float = 0.0
+  stage_fractions: tuple[float, ...] = (0.3, 0.6)
+  seeds: tuple[int, ...] = (0, 1)
+  verify_seeds: tuple[int, ...] = (10, 11, 12)
+  eval_every: int = 50
+  eval_examples: int = 2000
+  prune_margin: float = 0.02
+  keep_top: int = 6
+  robust_k: float = 1.0
+  momentum: float = 0.9
+  default: str = "fix(k0=0.01)"
 
 
 @dataclasses.dataclass
 class CandidateResult:
+  """One candidate of one stage, with LRBench's utility, cost and robustness.
+
+  ``status`` is ``"selected"`` (the stage's winner), ``"kept"`` or
+  ``"pruned"`` (not tried in later stages).
+  """
+
   stage: int
   key: str
   spec: str  # stage-local policy
@@ -116,6 +137,8 @@ class CandidateResult:
 
 @dataclasses.dataclass
 class VerifyResult:
+  """A policy trained from scratch for the full budget on the verify seeds."""
+
   spec: str
   eval_steps: np.ndarray
   test_acc: np.ndarray  # [seeds, evals]
@@ -146,6 +169,8 @@ class VerifyResult:
 
 @dataclasses.dataclass
 class SelectionResult:
+  """Everything :func:`select_and_compose` measured; ``summary()`` for JSON."""
+
   task: str
   budget: int
   target: float
@@ -204,7 +229,7 @@ def _keys(seeds: Sequence[int], repeat: int) -> jax.Array:
 
 def make_optimizer(momentum: float):
   """``packed policy -> SGD(schedule, momentum)`` for ``train_population``."""
-  return lambda h: P.sgd(P.packed_schedule(h), momentum=momentum)
+  return lambda h: sgd(packed_schedule(h), momentum=momentum)
 
 
 def run_policies(task: Task, specs: Sequence[Any], seeds: Sequence[int],
@@ -221,7 +246,7 @@ def run_policies(task: Task, specs: Sequence[Any], seeds: Sequence[int],
   parsed = [S.parse_spec(s) for s in specs]
   if max_stages is None:
     max_stages = max(len(S.stages_of(s)[0]) for s in parsed)
-  packed = P.stack_packed([S.pack_spec(s, max_stages) for s in parsed
+  packed = stack_packed([S.pack_spec(s, max_stages) for s in parsed
                            for _ in seeds])
   keys = _keys(seeds, len(parsed))
   return train_population(task, make_optimizer(momentum), packed, keys,
@@ -253,18 +278,14 @@ def _verify(task, spec, cfg, log):
   return res
 
 
-def select_and_compose(task: Task, config: ml_collections.ConfigDict | None
-                       = None, candidates: CandidateFn = default_candidates,
+def select_and_compose(task: Task, config: SelectionConfig | None = None,
+                       candidates: CandidateFn = default_candidates,
                        log: Callable[[str], None] = print) -> SelectionResult:
   """Runs LRBench's select / prune / compose / verify loop on ``task``.
 
   Args:
     task: what to train.
-    config: see :func:`default_config` (``budget``, ``target`` (<= 0 means
-      the default policy's final test accuracy), ``stage_fractions``,
-      ``seeds``, ``verify_seeds``, ``eval_every``, ``eval_examples``,
-      ``prune_margin``, ``keep_top``, ``robust_k``, ``momentum``,
-      ``default``).
+    config: the settings; default ``SelectionConfig()``.
     candidates: ``stage_length -> [(key, spec), ...]``; keys identify a
       candidate across stages (pruned keys are not tried again).
     log: progress messages.
@@ -272,8 +293,7 @@ def select_and_compose(task: Task, config: ml_collections.ConfigDict | None
   Returns:
     A :class:`SelectionResult` (``.summary()`` gives the headline figures).
   """
-  cfg = default_config() if config is None else config
-  import time  # pylint: disable=g-import-not-at-top
+  cfg = SelectionConfig() if config is None else config
   t0 = time.perf_counter()
   bounds = _stage_bounds(cfg.budget, cfg.stage_fractions)
   seeds = tuple(cfg.seeds)
@@ -356,86 +376,3 @@ def _lengths(bounds, stage):
   """Stage lengths of the composite up to ``stage`` (all but the last)."""
   n = len(bounds) - 1 if stage is None else stage + 1
   return [bounds[i + 1] - bounds[i] for i in range(n - 1)]
-
-
-# --- reports -----------------------------------------------------------------
-
-def _fmt(x, nd=4):
-  if isinstance(x, float):
-    if not math.isfinite(x):
-      return "never" if x > 0 else "nan"
-    return f"{x:.{nd}f}"
-  return str(x)
-
-
-def write_report(result: SelectionResult, out_dir: str) -> dict[str, str]:
-  """Writes ``candidates.{md,csv}``, ``verify.{md,csv}``, ``policies.png``
-  and ``summary.json`` to ``out_dir``; returns their paths."""
-  os.makedirs(out_dir, exist_ok=True)
-  paths = {k: os.path.join(out_dir, f) for k, f in [
-      ("candidates_csv", "candidates.csv"), ("candidates_md", "candidates.md"),
-      ("verify_csv", "verify.csv"), ("verify_md", "verify.md"),
-      ("png", "policies.png"), ("json", "summary.json")]}
-  head = ["stage", "policy", "status", "val_acc", "spread", "steps_to_target",
-          "time_to_target_s", "wall_s"]
-  body = [[r.stage, r.spec, r.status, _fmt(r.utility), _fmt(r.spread),
-           _fmt(r.steps_to_target, 0), _fmt(r.time_to_target_s, 1),
-           _fmt(r.wall_s, 1)] for r in result.candidates]
-  _write_tables(paths["candidates_csv"], paths["candidates_md"], head, body,
-                f"Candidates on {result.task} (target val accuracy "
-                f"{result.target:.3f}; utility = val accuracy at the end of "
-                f"the stage, spread = std over seeds, wall = population wall "
-                f"time / members)")
-  vhead = ["policy", "final_test_acc", "spread", "steps_to_target",
-           "steps_to_target_per_seed", "wall_s"]
-  vbody = []
-  for v in (result.default, result.verified):
-    vbody.append([v.spec, _fmt(v.final_acc), _fmt(v.final_spread),
-                  _fmt(v.steps_to_target, 0),
-                  " ".join(_fmt(x, 0) for x in v.steps_to_target_per_seed),
-                  _fmt(v.wall_s, 1)])
-  _write_tables(paths["verify_csv"], paths["verify_md"], vhead, vbody,
-                f"Verification on {result.task}: full budget "
-                f"{result.budget} steps, target test accuracy "
-                f"{result.target:.3f} (steps on the seed-mean curve)")
-  _plot(result, paths["png"])
-  with open(paths["json"], "w") as f:
-    json.dump(result.summary(), f, indent=1)
-  return paths
-
-
-def _write_tables(csv_path, md_path, head, body, caption):
-  with open(csv_path, "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(head)
-    w.writerows(body)
-  lines = [caption, "", "| " + " | ".join(head) + " |",
-           "|" + "---|" * len(head)]
-  lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
-  with open(md_path, "w") as f:
-    f.write("\n".join(lines) + "\n")
-
-
-def _plot(result: SelectionResult, path: str):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
-  for v, name in ((result.default, "default"), (result.verified, "selected")):
-    ax0.plot(np.arange(v.lr.shape[1]), v.lr[0], label=f"{name}: {v.spec}")
-    m, sd = v.test_acc.mean(0), v.test_acc.std(0)
-    ax1.plot(v.eval_steps, m, label=name)
-    ax1.fill_between(v.eval_steps, m - sd, m + sd, alpha=0.2)
-  for b in result.stage_bounds[1:-1]:
-    ax0.axvline(b, color="gray", ls=":")
-  ax1.axhline(result.target, color="k", ls="--", lw=0.8, label="target")
-  ax0.set(xlabel="step", ylabel="learning rate", title="LR policies")
-  ax1.set(xlabel="step", ylabel="test accuracy",
-          title=f"{result.task} (mean +- std over seeds)")
-  lo = min(result.target - 0.1, float(result.verified.test_acc.mean(0)[0]))
-  ax1.set_ylim(max(lo, 0.0), None)
-  ax0.legend(fontsize=6)
-  ax1.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)

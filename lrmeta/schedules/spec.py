@@ -13,7 +13,7 @@ last carries its length in steps in brackets::
 
 The dict forms are ``{"policy": "tri2", "k0": 0.01, ...}`` and
 ``{"stages": [{"policy": ..., "steps": 300, ...}, {...}]}``. Malformed specs
-raise :class:`lrmeta.schedules.policies.PolicyError` naming the bad field.
+raise :class:`lrmeta.schedules.PolicyError` naming the bad field.
 :func:`format_spec` writes the canonical string back (used as the policy's
 name in every table).
 """
@@ -26,8 +26,8 @@ from typing import Any, Mapping, Union
 
 import optax
 
-from lrmeta.schedules import policies as P
-from lrmeta.schedules.policies import PolicyError
+from lrmeta.schedules import packed, registry
+from lrmeta.schedules.registry import PolicyError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +55,8 @@ Spec = Union[PolicySpec, CompositeSpec]
 
 
 def _policy_spec(name: str, params: Mapping[str, Any]) -> PolicySpec:
-  name = P.canonical_name(name)
-  P.resolve_params(name, params)  # validates, raising on the bad field
+  name = registry.canonical_name(name)
+  registry.resolve_params(name, params)  # validates, raising on the bad field
   fields = {k: (list(v) if isinstance(v, (list, tuple)) else v)
             for k, v in params.items()}
   return PolicySpec(name, tuple((k, _freeze(v)) for k, v in fields.items()))
@@ -226,12 +226,12 @@ def spec_to_dict(spec: Any) -> dict[str, Any]:
 
 
 def schedule_from_spec(spec: Any) -> optax.Schedule:
-  """The Optax schedule a spec describes (see :func:`policies.policy`)."""
+  """The Optax schedule a spec describes (see :func:`registry.policy`)."""
   spec = parse_spec(spec)
   if isinstance(spec, PolicySpec):
-    return P.policy(spec.name, **_kw(spec))
-  return P.compose([schedule_from_spec(s) for s in spec.stages],
-                   list(spec.lengths))
+    return registry.policy(spec.name, **_kw(spec))
+  return registry.compose([schedule_from_spec(s) for s in spec.stages],
+                          list(spec.lengths))
 
 
 def _kw(spec: PolicySpec) -> dict[str, Any]:
@@ -245,10 +245,11 @@ def stages_of(spec: Any) -> tuple[list[PolicySpec], list[int]]:
   return list(spec.stages), list(spec.lengths)
 
 
-def pack_spec(spec: Any, max_stages: int | None = None) -> P.PackedPolicy:
-  """Packs a spec into arrays (see :class:`policies.PackedPolicy`)."""
+def pack_spec(spec: Any, max_stages: int | None = None
+              ) -> packed.PackedPolicy:
+  """Packs a spec into arrays (see :class:`packed.PackedPolicy`)."""
   stages, lengths = stages_of(spec)
-  return P.pack([(s.name, _kw(s)) for s in stages], lengths, max_stages)
+  return packed.pack([(s.name, _kw(s)) for s in stages], lengths, max_stages)
 
 
 def compose_specs(stages: list[Any], lengths: list[int]) -> Spec:

@@ -11,6 +11,12 @@ The population axis is the leading axis of every array in the state, so a
 caller can shard it over devices: place the initial state with
 :func:`shard_population` and ``jit`` propagates the sharding through the loop.
 Nothing here pins a device.
+
+A run that diverges is isolated (in a population, the other members are
+unaffected) and reported: every step records whether its loss and updated
+parameters are finite, :attr:`History.diverged_at` gives each run's first
+non-finite step, and the progress bar counts diverged runs and averages its
+metrics over the others.
 """
 
 from __future__ import annotations
@@ -32,19 +38,68 @@ from lrmeta.train.state import (SignalsFn, TrainState, init_state,
 OptimizerFactory = Callable[[Any], optax.GradientTransformation]
 
 
+NEVER_DIVERGED = -1
+
+
+def first_nonfinite_step(finite: np.ndarray) -> np.ndarray:
+  """Index of the first False along the last axis; ``NEVER_DIVERGED`` if none.
+
+  Args:
+    finite: bool ``[..., num_steps]``, the ``finite`` step metric.
+
+  Returns:
+    int ``[...]``: one step index per run.
+  """
+  bad = ~np.asarray(finite, bool)
+  return np.where(bad.any(axis=-1), np.argmax(bad, axis=-1),
+                  NEVER_DIVERGED).astype(np.int64)
+
+
 @dataclasses.dataclass
 class History:
   """Metrics of a run (or of a population: a leading K axis on each array).
 
   ``steps`` holds per-step metrics (train_loss, train_acc, grad_norm,
-  update_norm, lr), each of length ``num_steps``; ``evals`` holds the metrics
-  of each evaluation (``<split>_loss``, ``<split>_acc``) at ``eval_steps``.
+  update_norm, lr, finite), each of length ``num_steps``; ``evals`` holds the
+  metrics of each evaluation (``<split>_loss``, ``<split>_acc``) at
+  ``eval_steps`` (empty for :func:`train_reference`).
+
+  Divergence is read from the per-step ``finite`` flag, so it follows any
+  slicing of ``steps``: :attr:`diverged_at` is, per run, the index into
+  ``steps`` of the first step whose training loss was non-finite or whose
+  update left non-finite parameters, and ``NEVER_DIVERGED`` (-1) for a run
+  that stayed finite. The metrics of a diverged run after that step (NaN
+  losses, chance-level accuracy of NaN logits) are not results; average over
+  :meth:`finite` members, or report :attr:`num_diverged`.
   """
 
   steps: dict[str, np.ndarray]
   eval_steps: np.ndarray
   evals: dict[str, np.ndarray]
   wall_time: float
+
+  @property
+  def diverged_at(self) -> np.ndarray:
+    """int ``[]`` (one run) or ``[K]``: first non-finite step, -1 if none."""
+    finite = self.steps.get("finite")
+    if finite is None:  # built by hand without the flag: the loss decides
+      finite = np.isfinite(self.steps["train_loss"])
+    return first_nonfinite_step(finite)
+
+  def finite(self) -> np.ndarray:
+    """bool ``[]`` or ``[K]``: which runs never diverged."""
+    return self.diverged_at == NEVER_DIVERGED
+
+  @property
+  def num_diverged(self) -> int:
+    return int(np.sum(~self.finite()))
+
+  def select(self, members: Any) -> History:
+    """The runs ``members`` (an index, slice, list or mask over axis K)."""
+    return History({k: np.asarray(v)[members] for k, v in self.steps.items()},
+                   self.eval_steps,
+                   {k: np.asarray(v)[members] for k, v in self.evals.items()},
+                   self.wall_time)
 
   def final(self, name: str) -> np.ndarray:
     return self.evals[name][..., -1]
@@ -82,21 +137,36 @@ def _progress(total, desc, show):
               dynamic_ncols=True, leave=False)
 
 
-def _postfix(bar, step_metrics, evals):
-  loss = np.asarray(step_metrics["train_loss"])[..., -1]
-  lr = np.asarray(step_metrics["lr"])[..., -1]
-  post = {"loss": f"{np.nanmean(loss):.3f}", "lr": f"{np.nanmean(lr):.3g}"}
+def _mean(values, members: np.ndarray, fmt: str) -> str:
+  values = np.asarray(values)[members]
+  return format(values.mean(), fmt) if values.size else "nan"
+
+
+def _postfix(bar, step_metrics, evals, healthy: np.ndarray):
+  """Last loss, rate and accuracies, averaged over the runs still finite."""
+  post = {"loss": _mean(np.asarray(step_metrics["train_loss"])[..., -1],
+                        healthy, ".3f"),
+          "lr": _mean(np.asarray(step_metrics["lr"])[..., -1], healthy,
+                      ".3g")}
   for k, v in evals.items():
     if k.endswith("_acc"):
-      post[k] = f"{np.nanmean(np.asarray(v)):.3f}"
+      post[k] = _mean(v, healthy, ".3f")
+  bad = int(np.sum(~healthy))
+  if healthy.ndim or bad:
+    post["diverged"] = f"{bad}/{healthy.size}"
   bar.set_postfix(post)
 
 
 def _run(chunk_fn, eval_fn, state, num_steps, eval_every, desc, progress):
-  """Shared driver: chunks of scanned steps, evaluation between chunks."""
+  """Shared driver: chunks of scanned steps, evaluation between chunks.
+
+  Metrics come to the host once per chunk (for the history and the progress
+  bar); nothing inside a chunk waits for the host.
+  """
   step_hist, eval_hist, eval_steps = [], [], []
   t0 = time.perf_counter()
   done = 0
+  healthy = None
   with _progress(num_steps, desc, progress) as bar:
     for n in _chunks(num_steps, eval_every):
       state, metrics = chunk_fn(n)(state)
@@ -106,8 +176,11 @@ def _run(chunk_fn, eval_fn, state, num_steps, eval_every, desc, progress):
       step_hist.append(metrics)
       eval_hist.append(evals)
       eval_steps.append(done)
+      chunk_ok = np.asarray(metrics["finite"]).all(axis=-1)
+      healthy = chunk_ok if healthy is None else healthy & chunk_ok
+      healthy = np.asarray(healthy)
       bar.update(n)
-      _postfix(bar, metrics, evals)
+      _postfix(bar, metrics, evals, healthy)
   jax.block_until_ready(state)
   wall = time.perf_counter() - t0
   # Scanned metrics are [n] for one run and [K, n] for a population.
@@ -142,7 +215,8 @@ def train(task: Task, optimizer: optax.GradientTransformation,
     state: resume from this state instead of initialising from ``key``.
 
   Returns:
-    ``(final_state, history)``.
+    ``(final_state, history)``; ``history.diverged_at`` says whether and
+    when the run diverged.
   """
   state = init_state(task, optimizer, key) if state is None else state
   cache = {}
@@ -190,7 +264,9 @@ def train_population(task: Task, make_optimizer: OptimizerFactory,
     Other arguments: as in :func:`train`.
 
   Returns:
-    ``(final_states, history)``, every leaf with leading axis K.
+    ``(final_states, history)``, every leaf with leading axis K;
+    ``history.diverged_at[i]`` is member i's first non-finite step (-1 if
+    none).
   """
   if state is None:
     state = init_population(task, make_optimizer, hparams, keys)
@@ -216,16 +292,24 @@ def train_population(task: Task, make_optimizer: OptimizerFactory,
 def train_reference(task: Task, optimizer: optax.GradientTransformation,
                     key: jax.Array, num_steps: int, *,
                     signals: SignalsFn = loss_signal
-                    ) -> tuple[TrainState, dict[str, np.ndarray]]:
-  """The plain reference: a Python loop over a jitted step (no scan)."""
+                    ) -> tuple[TrainState, History]:
+  """The plain reference: a Python loop over a jitted step (no scan).
+
+  Returns:
+    ``(final_state, history)``; the history has the per-step metrics (and
+    so :attr:`History.diverged_at`) and no evaluations.
+  """
   state = init_state(task, optimizer, key)
   step = jax.jit(lambda s: train_step(task, optimizer, s, signals))
   hist = []
+  t0 = time.perf_counter()
   for _ in range(num_steps):
     state, m = step(state)
     hist.append(m)
   hist = jax.device_get(hist)
-  return state, {k: np.asarray([m[k] for m in hist]) for k in hist[0]}
+  wall = time.perf_counter() - t0
+  steps = {k: np.asarray([m[k] for m in hist]) for k in hist[0]}
+  return state, History(steps, np.zeros((0,), np.int64), {}, wall)
 
 
 def population_mesh(devices=None, axis_name: str = "pop") -> jax.sharding.Mesh:
