@@ -105,7 +105,7 @@ def seed_keys(seeds: Sequence[int]) -> jax.Array:
   return jnp.stack([jax.random.key(int(s)) for s in seeds])
 
 
-def _best(grid, val_acc: np.ndarray) -> int:
+def _best(val_acc) -> int:
   """Index of the best grid rate; NaN (diverged) counts as 0."""
   return int(np.argmax(np.nan_to_num(np.asarray(val_acc))))
 
@@ -136,7 +136,7 @@ def _tune_population(task, method, p: Protocol, quiet: bool):
                      quiet)
   val = np.nan_to_num(hist.final("val_acc").reshape(len(grid), len(seeds)))
   val = val.mean(1)
-  best = _best(grid, val)
+  best = _best(val)
   if tuple(p.test_seeds) == seeds:
     test = hist.select(slice(best * len(seeds), (best + 1) * len(seeds)))
   else:
@@ -189,7 +189,7 @@ def _tune_sequential(task, method, p: Protocol):
   tuner = _runner(task, method, p, 1, ("val",))
   val = [float(tuner(p.tune_seeds, lr).final("val_acc").mean())
          for lr in p.lr_grid]
-  best = float(p.lr_grid[_best(p.lr_grid, val)])
+  best = float(p.lr_grid[_best(val)])
   test = _runner(task, method, p, p.num_evals, ("val", "test"))(
       p.test_seeds, best)
   return best, val, test

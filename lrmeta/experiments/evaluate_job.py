@@ -28,24 +28,24 @@ def run(cfg, *, quiet: bool = False) -> dict:
   """Applies ``cfg.controller`` frozen to ``cfg.task`` against tuned
   ``cfg.baselines``; writes the results folder and returns the summary."""
   if not cfg.controller:
-    raise ConfigError("config key 'controller' is empty: give the folder of a "
-                     "saved controller, e.g. --config.controller=results/"
-                     "mlrsnet_fmnist/checkpoints/controller")
+    raise ConfigError("config key 'controller' is empty: give the folder of "
+                      "a saved controller, e.g. --config.controller=results/"
+                      "mlrsnet_fmnist/checkpoints/controller")
   check_range(cfg, "train.eval_every", 1)
-  kind = learned.load(cfg.controller).kind
+  saved = learned.load(cfg.controller)
   task = build_task(cfg)
   steps = num_steps(cfg, task)
   with res.results_folder(cfg.output_dir) as out:
-    summary = _run(cfg, kind, task, steps, out, quiet)
+    summary = _run(cfg, saved, task, steps, out, quiet)
   print(json.dumps(summary))
   return summary
 
 
-def _run(cfg, kind, task, steps, out, quiet) -> dict:
+def _run(cfg, saved, task, steps, out, quiet) -> dict:
   res.write_config(out, cfg)
   seeds = tuple(cfg.seeds)
-  frozen = learned.frozen(cfg.controller, steps,
-                          num_classes=task.dataset.num_classes)
+  kind = saved.kind
+  frozen = saved.frozen(steps, num_classes=task.dataset.num_classes)
   print(f"{kind} from {cfg.controller}, frozen, on {task.name} "
         f"({task.dataset.name}, {task.dataset.num_train} training images), "
         f"{steps} steps of batch {task.batch_size}, seeds {list(seeds)}",

@@ -43,12 +43,6 @@ def mean_std(x) -> str:
   return f"{x.mean():.4f} ± {x.std(ddof=1):.4f}"
 
 
-def diverged(hist) -> np.ndarray:
-  """Per member: did the run diverge (:attr:`lrmeta.train.History.
-  diverged_at`)?"""
-  return ~np.asarray(hist.finite())
-
-
 def finite_mean_std(x, bad) -> str:
   """:func:`mean_std` over the runs that did not diverge, followed by
   ``(diverged k/n)`` when some did."""
@@ -66,7 +60,7 @@ def result_rows(results, metrics=("test_acc", "val_acc", "test_loss")
   final evaluation, mean ± std over the runs that did not diverge."""
   rows = []
   for name, r in results.items():
-    bad = diverged(r.hist)
+    bad = ~np.asarray(r.hist.finite())
     lr = "-" if r.lr is None else f"{r.lr:g}"
     rows.append([name, lr] + [finite_mean_std(r.hist.final(m), bad)
                               for m in metrics])

@@ -58,6 +58,16 @@ class SavedController(NamedTuple):
   def kind(self) -> str:
     return self.controller.name
 
+  def frozen(self, num_steps: int, *, learning_rate: float | None = None,
+             num_classes: int | None = None) -> Frozen:
+    """This controller applied frozen to a run of ``num_steps`` (see
+    :func:`frozen`)."""
+    return Frozen(
+        self.controller.optimizer(self.theta, self.config, num_steps,
+                                  learning_rate=learning_rate,
+                                  num_classes=num_classes),
+        self.controller.signals(self.config, num_steps))
+
 
 _REGISTRY: dict[str, LearnedController] = {}
 
@@ -116,9 +126,5 @@ def frozen(directory: str, num_steps: int, *,
            num_classes: int | None = None) -> Frozen:
   """A saved controller applied frozen (no further training) to a run of
   ``num_steps``: its optimizer and the signals that optimizer reads."""
-  saved = load(directory)
-  return Frozen(
-      saved.controller.optimizer(saved.theta, saved.config, num_steps,
-                                 learning_rate=learning_rate,
-                                 num_classes=num_classes),
-      saved.controller.signals(saved.config, num_steps))
+  return load(directory).frozen(num_steps, learning_rate=learning_rate,
+                                num_classes=num_classes)
