@@ -24,6 +24,9 @@ def get_config(variant=None):
   c.output_dir = "results/evaluate_transfer"
   c.controller = ""            # folder written by save_controller (required)
   c.seeds = (0, 1, 2)
+  # Tune the controller's base rate over lr_grid like the baselines' peak
+  # rate (controllers that set the rate themselves ignore it).
+  c.tune_controller = False
 
   c.task = task_config("cifar10", "resnet8")
   c.task.num_val = 1000

@@ -157,13 +157,19 @@ params, model_state = task.init(jax.random.key(5))
 opt_state = opt.init(params)
 
 
-@jax.jit
-def plain_step(params, opt_state, key):
-  batch = task.train_batch(key)
-  (loss, _), g = jax.value_and_grad(task.loss, has_aux=True)(
-      params, model_state, batch)
-  updates, opt_state = opt.update(g, opt_state, params, value=loss)
-  return optax.apply_updates(params, updates), opt_state, loss
+def make_step(opt):
+  """One jitted plain-Optax training step driven by ``opt``."""
+  @jax.jit
+  def step(params, opt_state, key):
+    batch = task.train_batch(key)
+    (loss, _), g = jax.value_and_grad(task.loss, has_aux=True)(
+        params, model_state, batch)
+    updates, opt_state = opt.update(g, opt_state, params, value=loss)
+    return optax.apply_updates(params, updates), opt_state, loss
+  return step
+
+
+plain_step = make_step(opt)
 
 
 for t in range(T):
@@ -172,3 +178,55 @@ for t in range(T):
 frozen_eval = task.evaluate(params, model_state, "val")
 print(f"frozen MLR-SNet from {ckpt_dir}: {T} plain Optax steps, val acc "
       f"{float(frozen_eval['accuracy']):.3f}")
+
+# %% [markdown]
+# ## 5. A learned schedule from the task family, in a plain Optax loop
+#
+# The learned schedule (`lrmeta.controllers.learned_schedule`) is
+# `lr_base * exp(s(t/T) + r(loss features))`: 8 log-rate knots over the
+# budget plus a bounded feedback MLP, 49 numbers, exactly constant SGD
+# before training. `scripts/reproduce_learned_lr.py` meta-trains it by
+# whole-run ES on the family of pooled-image MLP runs and saves it; this
+# cell loads that saved schedule when it exists, and otherwise takes a few
+# ES steps itself on two family shapes. Either way the result is a folder
+# the store reads back, used here on the MLP task above for `T` steps.
+
+# %%
+import pathlib
+
+from lrmeta.learned import learned_schedule as ls_store
+from lrmeta.meta.family_es import FamilyES
+from lrmeta.tasks.family import Instance
+from lrmeta.train import applied_learning_rate
+
+saved_dir = pathlib.Path("results/reproduce_learned_lr_small/seed0/stage2/"
+                         "controller")
+if not saved_dir.is_dir():
+  ls_cfg = ls_store.config(base_lr=0.05, momentum=0.9)
+  kind = learned.get("learned_schedule")
+  shapes = (Instance("fashion_mnist", 7, (16,), batch_size=32, num_steps=30),
+            Instance("fashion_mnist", 7, (32,), batch_size=32, num_steps=60))
+  es = FamilyES(lambda n: (lambda th: kind.optimizer(th, ls_cfg, n)), shapes,
+                num_pairs=4, sigma=0.1, shapes_per_step=2, perturb=("knots",))
+  state_ls, _ = meta_train(MetaTrainer([es], optax.adam(0.05), clip_norm=None),
+                           kind.init(jax.random.key(0), ls_cfg),
+                           jax.random.key(1), 2 if SMALL else 20)
+  saved_dir = pathlib.Path(tempfile.mkdtemp()) / "learned_schedule"
+  learned.save(str(saved_dir), jax.device_get(state_ls.theta), ls_cfg)
+
+saved = learned.load(str(saved_dir))
+print("knots (lr / lr_base):",
+      np.round(np.exp(np.asarray(saved.theta["knots"])), 3).tolist())
+sched_opt, _ = saved.frozen(T)   # stretched over this run's budget
+
+sched_step = make_step(sched_opt)
+params, model_state = task.init(jax.random.key(5))
+opt_state = sched_opt.init(params)
+rates = []
+for t in range(T):
+  params, opt_state, loss = sched_step(params, opt_state,
+                                       jax.random.key(100 + t))
+  rates.append(float(applied_learning_rate(opt_state)))
+print(f"learned schedule from {saved_dir}: rate {rates[0]:.4g} -> "
+      f"{rates[-1]:.4g} over {T} steps, val acc "
+      f"{float(task.evaluate(params, model_state, 'val')['accuracy']):.3f}")

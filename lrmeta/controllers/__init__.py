@@ -6,6 +6,8 @@
   one-step-lookahead hypergradient (after Chen et al. 2022; see its docstring
   for what is taken from the paper and what is an option of ours).
 - ``mlr_snet``: the MLR-SNet LSTM schedule (Shu et al.).
+- ``learned_schedule``: a low-dimensional learned schedule, knots over the
+  budget plus a small bounded MLP of scale-free loss features.
 - ``rl_policy``: a frozen RL actor setting the rate (Xu, Dai et al. 2019;
   Xu, Qin et al. 2017).
 - ``rates``: the rate bounds and guard HD and the self-adaptive rule share.
@@ -18,6 +20,9 @@ from lrmeta.controllers.hypergradient import (HypergradientState, hd_adam,
                                               hd_sgd, hd_sgdn,
                                               learning_rate_tree,
                                               scale_by_hypergradient)
+from lrmeta.controllers.learned_schedule import (
+    LearnedScheduleState, init_learned_schedule_params,
+    learned_schedule_scale, learned_schedule_sgd)
 from lrmeta.controllers.mlr_snet import (MLRSNetState, compute_gamma,
                                          init_mlr_snet_params, mlr_snet,
                                          mlr_snet_sgd)
@@ -28,9 +33,11 @@ from lrmeta.controllers.self_adaptive import (SelfAdaptiveState,
                                               self_adaptive_adam,
                                               self_adaptive_sgd)
 
-__all__ = ["HypergradientState", "MLRSNetState", "PolicyConfig",
-           "RLPolicyState", "SelfAdaptiveState", "compute_gamma", "hd_adam",
-           "hd_sgd", "hd_sgdn", "init_actor", "init_mlr_snet_params",
+__all__ = ["HypergradientState", "LearnedScheduleState", "MLRSNetState",
+           "PolicyConfig", "RLPolicyState", "SelfAdaptiveState",
+           "compute_gamma", "hd_adam", "hd_sgd", "hd_sgdn", "init_actor",
+           "init_learned_schedule_params", "init_mlr_snet_params",
+           "learned_schedule_scale", "learned_schedule_sgd",
            "learning_rate_tree", "mlr_snet", "mlr_snet_sgd", "rl_lr_policy",
            "rl_lr_sgd", "scale_by_hypergradient", "scale_by_self_adaptive_lr",
            "self_adaptive_adam", "self_adaptive_sgd"]

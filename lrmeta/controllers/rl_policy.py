@@ -40,6 +40,31 @@ ratio or a fraction, so one policy transfers between tasks and models):
 Every entry goes through ``nan_to_num`` and is clipped to ``[-10, 10]``, so
 diverging runs (NaN/inf losses) still give finite observations.
 
+``features="scale_free"`` (6 entries) keeps only fractions, log ratios and
+per-window slopes, so that a policy trained on tiny MLPs reads a larger
+network's run in the same range: multiplying the loss by a constant (and so
+the gradients) leaves every entry unchanged, and no entry carries the units
+of the loss, the gradient or the base rate.
+Each entry is clipped to its own range (:data:`SCALE_FREE_RANGES`):
+
+  0. fraction of the budget used, ``count / total_steps``, in ``[0, 1]``;
+  1. ``log(train_ema / L0)``, the smoothed training loss over the first loss
+     seen, in ``[-5, 2]``;
+  2. slope of the log training-loss EMA over the last decision window,
+     ``log(train_ema / train_ema at the last decision)`` (per window, so it
+     reads the same whatever the window's length; over the first window the
+     reference is ``L0``), in ``[-3, 3]``;
+  3. generalisation gap ``log(val / train_ema)``, the last validation loss
+     (the ``val_value=`` signal) over the smoothed training loss, in
+     ``[-3, 3]``;
+  4. ``log(lr / base lr)``, the log multiplier, in ``[min_log_scale,
+     max_log_scale]``;
+  5. ``log(grad_norm_ema / first grad norm)`` (the norm of what reaches this
+     transformation, as for entry 4 of ``"basic"``), in ``[-5, 5]``.
+
+A missing signal (no validation loss yet, no decision window finished) or a
+NaN gives 0, ``+-inf`` gives the range's bound.
+
 Signals arrive as extra args: ``value=`` (minibatch loss, every step),
 ``val_value=`` (a validation loss, NaN when not measured this step) and, for
 ``"xu2019"``, ``val_probs=`` (``[probe, classes]`` softmax outputs on the fixed
@@ -65,11 +90,17 @@ import optax
 
 from lrmeta.controllers import checks
 
-FEATURE_SETS = {"basic": 8, "xu2019": 12}
+FEATURE_SETS = {"basic": 8, "xu2019": 12, "scale_free": 6}
 FEATURE_NAMES = ("log train/L0", "log val/L0", "log train change",
                  "log val change", "log gnorm/g0", "gnorm CV", "log lr/base",
                  "budget used", "pred var", "pred change var",
                  "out-w mean/std", "log out-w var/v0")
+SCALE_FREE_NAMES = ("budget used", "log train/L0", "log train slope",
+                    "log val/train", "log lr/base", "log gnorm/g0")
+# Clip range of each "scale_free" entry; None: the PolicyConfig's
+# [min_log_scale, max_log_scale].
+SCALE_FREE_RANGES = ((0.0, 1.0), (-5.0, 2.0), (-3.0, 3.0), (-3.0, 3.0), None,
+                     (-5.0, 5.0))
 _CLIP = 10.0
 _EPS = 1e-8
 
@@ -81,7 +112,8 @@ class PolicyConfig:
   Attributes:
     steps_per_action: inner steps between two decisions (N).
     total_steps: inner-step budget of a run (for the budget-fraction feature).
-    features: ``"basic"`` or ``"xu2019"`` (see the module docstring).
+    features: ``"basic"``, ``"xu2019"`` or ``"scale_free"`` (see the module
+      docstring).
     action: ``"discrete"`` (choose one of ``factors``, as Xu et al. 2019) or
       ``"continuous"`` (a Gaussian log-factor clipped to ``+-max_log_factor``,
       closer to the real-valued actor of Xu, Qin et al. 2017).
@@ -234,9 +266,44 @@ def _log_ratio(a, b):
   return jnp.log(jnp.maximum(a, _EPS)) - jnp.log(jnp.maximum(b, _EPS))
 
 
+def feature_names(features: str) -> tuple[str, ...]:
+  """Names of the observation entries of a feature set."""
+  if features == "scale_free":
+    return SCALE_FREE_NAMES
+  return FEATURE_NAMES[:FEATURE_SETS[features]]
+
+
+def scale_free_bounds(cfg: PolicyConfig) -> tuple[jax.Array, jax.Array]:
+  """Lower and upper clip bounds of the ``"scale_free"`` entries."""
+  ranges = [r if r is not None else (cfg.min_log_scale, cfg.max_log_scale)
+            for r in SCALE_FREE_RANGES]
+  lo, hi = zip(*ranges)
+  return jnp.asarray(lo, jnp.float32), jnp.asarray(hi, jnp.float32)
+
+
+def _observe_scale_free(cfg: PolicyConfig, state: RLPolicyState) -> jax.Array:
+  f = state.feats
+  # Over the first window there is no EMA at a previous decision yet: the
+  # slope is measured from the first loss.
+  prev = _first(f.train_at_decision, f.loss0)
+  obs = jnp.stack([
+      _f32(state.count) / cfg.total_steps,
+      _log_ratio(f.train_ema, f.loss0),
+      _log_ratio(f.train_ema, prev),
+      _log_ratio(f.val_last, f.train_ema),
+      _f32(state.log_scale),
+      _log_ratio(f.gn_ema, f.gnorm0),
+  ])
+  lo, hi = scale_free_bounds(cfg)
+  obs = jnp.where(jnp.isnan(obs), 0.0, obs)
+  return jnp.clip(obs, lo, hi)
+
+
 def observe(cfg: PolicyConfig, state: RLPolicyState,
             params: optax.Params) -> jax.Array:
   """The observation vector at a decision (see the module docstring)."""
+  if cfg.features == "scale_free":
+    return _observe_scale_free(cfg, state)
   f = state.feats
   l0 = f.loss0
   gn_mean = f.gn_sum / jnp.maximum(f.gn_n, 1.0)

@@ -19,11 +19,17 @@ compiles one whole run (evaluations included) and calls it seed after seed,
 which on XLA:CPU is faster for convolutional networks (``num_evals``
 evaluations along a test run; tuning runs evaluate validation once, at the
 end).
+
+On the task family, :func:`compare_family` runs the same idea over several
+instance shapes, with rates tuned per instance and per family on a widening
+sqrt(2) grid (:class:`FamilyProtocol`), and :func:`family_differences` pairs
+test runs by (shape, seed).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Any, Callable, Sequence
 
@@ -34,6 +40,7 @@ import optax
 import scipy.stats
 
 from lrmeta.tasks import Task
+from lrmeta.tasks.family import Instance, instance_task
 from lrmeta.train import History, stack_hparams, train_population
 from lrmeta.train.state import SignalsFn, init_state, loss_signal, run_steps
 
@@ -255,3 +262,353 @@ def best_baseline(results: dict[str, Result], exclude: Sequence[str] = ()
   scores = {n: float(r.hist.final("test_acc").mean())
             for n, r in results.items() if n not in exclude}
   return max(scores, key=scores.get)
+
+
+# -- family protocol ----------------------------------------------------------
+#
+# The comparison above tunes and tests on one task. On the task family
+# (:mod:`lrmeta.tasks.family`) a method is compared over several instance
+# shapes, with its rate tuned two ways: per instance (each shape gets its own
+# best validation rate, the usual upper bound for a hand-designed schedule)
+# and per family (one rate for every shape, which is what a rule that must
+# transfer is held to). Rates live on a sqrt(2)-spaced grid that widens by
+# one step when the best rate sits on its edge, so a grid placed badly still
+# finds the optimum within ``max_widen`` steps.
+
+SQRT2 = math.sqrt(2.0)
+MIN_GRID = 8
+
+
+def sqrt2_grid(low: float, n: int = MIN_GRID) -> tuple[float, ...]:
+  """``n`` rates ``low * sqrt(2)**k``, ``k = 0 .. n-1``."""
+  return tuple(float(low * SQRT2**k) for k in range(n))
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyProtocol:
+  """Grid, seeds and widening of :func:`compare_family`.
+
+  Attributes:
+    lr_grid: at least 8 increasing rates, consecutive ratio sqrt(2)
+      (:func:`sqrt2_grid`).
+    tune_seeds: run seeds of the tuning runs (scored on validation).
+    test_seeds: run seeds of the test runs, the same for every method and
+      shape so that differences pair by (shape, seed); at least two (ten or
+      more for a reported table).
+    max_widen: how many times a tuning may step past the edge of the rates
+      evaluated so far (per shape for per-instance tuning; in total for
+      per-family tuning).
+  """
+
+  lr_grid: tuple[float, ...]
+  tune_seeds: tuple[int, ...]
+  test_seeds: tuple[int, ...]
+  max_widen: int = 4
+
+  def __post_init__(self):
+    grid = tuple(float(r) for r in self.lr_grid)
+    object.__setattr__(self, "lr_grid", grid)
+    object.__setattr__(self, "tune_seeds",
+                       tuple(int(s) for s in self.tune_seeds))
+    object.__setattr__(self, "test_seeds",
+                       tuple(int(s) for s in self.test_seeds))
+    if len(grid) < MIN_GRID or not all(math.isfinite(r) and r > 0
+                                       for r in grid):
+      raise ValueError(f"lr_grid needs at least {MIN_GRID} positive rates, "
+                       f"got {grid}")
+    ratios = np.asarray(grid[1:]) / np.asarray(grid[:-1])
+    if not np.allclose(ratios, SQRT2, rtol=1e-6, atol=0.0):
+      raise ValueError(f"lr_grid must step by a factor sqrt(2) (use "
+                       f"sqrt2_grid), got ratios {np.round(ratios, 4)}")
+    for name, seeds, least in (("tune_seeds", self.tune_seeds, 1),
+                               ("test_seeds", self.test_seeds, 2)):
+      if len(seeds) < least or len(set(seeds)) != len(seeds):
+        raise ValueError(f"{name} needs at least {least} distinct seeds, "
+                         f"got {seeds}")
+    if int(self.max_widen) != self.max_widen or self.max_widen < 0:
+      raise ValueError(f"max_widen must be an integer >= 0, got "
+                       f"{self.max_widen}")
+
+  def rate(self, k: int) -> float:
+    """Rate ``k`` of the grid extended both ways by factors sqrt(2)
+    (``k < 0`` below the grid, ``k >= len(lr_grid)`` above it)."""
+    n = len(self.lr_grid)
+    if k < 0:
+      return float(self.lr_grid[0] / SQRT2**-k)
+    if k >= n:
+      return float(self.lr_grid[-1] * SQRT2**(k - n + 1))
+    return self.lr_grid[k]
+
+
+# A method for one instance shape; its budget ``shape.num_steps`` is known to
+# it, so a schedule can decay over the run.
+FamilyMethod = Callable[[Instance], Method]
+
+
+@dataclasses.dataclass
+class FamilyResult:
+  """One method on every shape of :func:`compare_family`.
+
+  Attributes:
+    per_instance: shape -> test result at that shape's own tuned rate.
+    per_family: shape -> test result at :attr:`family_lr` (for a method
+      without tuning, the same dict as ``per_instance``).
+    family_lr: the one rate tuned for all shapes (``None`` when not tuned).
+    grid_val_acc: shape -> {evaluated rate: mean final validation accuracy
+      over the tune seeds}, rates increasing (empty when not tuned). Each
+      :class:`Result`'s ``grid_val_acc`` lists these values in that order.
+  """
+
+  per_instance: dict[Instance, Result]
+  per_family: dict[Instance, Result]
+  family_lr: float | None
+  grid_val_acc: dict[Instance, dict[float, float]]
+
+
+def _final_acc(hist: History, split: str) -> np.ndarray:
+  """Final accuracy per run; a run that diverged (or a NaN) counts as 0."""
+  acc = np.nan_to_num(np.asarray(hist.final(f"{split}_acc"), np.float64))
+  return np.where(np.asarray(hist.finite()), acc, 0.0)
+
+
+def _beyond_edge(scores: dict[int, float]) -> int | None:
+  """The index one step past the edge the best score sits on, or ``None``
+  when it is inside (ties go to the lower rate, as in :func:`_best`)."""
+  ks = sorted(scores)
+  best = ks[_best([scores[k] for k in ks])]
+  if best == ks[0]:
+    return best - 1
+  if best == ks[-1]:
+    return best + 1
+  return None
+
+
+def _argmax_rate(scores: dict[int, float]) -> int:
+  ks = sorted(scores)
+  return ks[_best([scores[k] for k in ks])]
+
+
+def _family_population(task, method: Method, steps: int, lrs, seeds, splits,
+                       quiet: bool) -> History:
+  """``len(seeds)`` runs (one per ``(lr, seed)`` pair; ``lrs=None``: the
+  method's fixed rate), evaluated once, at the end."""
+  if lrs is None:
+    hparams, opt = None, method.make_optimizer(method.lr)
+
+    def make(_):
+      return opt
+  else:
+    hparams = stack_hparams({"lr": list(lrs)})
+
+    def make(h):
+      return method.make_optimizer(h["lr"])
+  keys = seed_keys(seeds)
+  # Members initialise one by one, eagerly: those ops compile once per
+  # process, while a vmapped or jitted initialisation compiles again for
+  # every population size (seconds a call on CPU; the values are the same).
+  members = [init_state(task, make(jax.tree.map(lambda v, i=i: v[i], hparams)),
+                        keys[i]) for i in range(len(seeds))]
+  state = jax.tree.map(lambda *xs: jnp.stack(xs), *members)
+  _, hist = train_population(task, make, hparams, keys, steps,
+                             eval_every=steps, eval_splits=splits,
+                             signals=method.signals, progress=not quiet,
+                             state=state)
+  return hist
+
+
+def _tune_family(shapes, tasks, methods, p: FamilyProtocol, quiet: bool):
+  """Per-instance and per-family tuning with widening; returns the
+  validation scores ``{shape: {k: acc}}``, the per-instance indices and the
+  family index (indices into :meth:`FamilyProtocol.rate`)."""
+  val: dict[Instance, dict[int, float]] = {s: {} for s in shapes}
+
+  def evaluate(shape, ks):
+    seeds = list(p.tune_seeds)
+    hist = _family_population(
+        tasks[shape], methods[shape], shape.num_steps,
+        [p.rate(k) for k in ks for _ in seeds], seeds * len(ks), ("val",),
+        quiet)
+    acc = _final_acc(hist, "val").reshape(len(ks), len(seeds)).mean(1)
+    val[shape].update({k: float(a) for k, a in zip(ks, acc)})
+
+  for shape in shapes:
+    evaluate(shape, list(range(len(p.lr_grid))))
+  left = {s: p.max_widen for s in shapes}
+  family_left = p.max_widen
+  while True:
+    todo: dict[Instance, list[int]] = {}
+    for shape in shapes:
+      k = _beyond_edge(val[shape]) if left[shape] else None
+      if k is not None:
+        todo[shape] = [k]
+        left[shape] -= 1
+    k = _beyond_edge(_family_scores(val)) if family_left else None
+    if k is not None:
+      family_left -= 1
+      for shape in shapes:
+        if k not in val[shape] and k not in todo.get(shape, []):
+          todo.setdefault(shape, []).append(k)
+    if not todo:
+      break
+    for shape, ks in todo.items():
+      evaluate(shape, ks)
+  return (val, {s: _argmax_rate(val[s]) for s in shapes},
+          _argmax_rate(_family_scores(val)))
+
+
+def _family_scores(val: dict[Instance, dict[int, float]]
+                   ) -> dict[int, float]:
+  """Mean over shapes of the validation score, on the rates every shape
+  has evaluated."""
+  common = set.intersection(*(set(v) for v in val.values()))
+  return {k: float(np.mean([v[k] for v in val.values()])) for k in common}
+
+
+def compare_family(shapes: Sequence[Instance],
+                   methods: dict[str, FamilyMethod],
+                   protocol: FamilyProtocol, *, quiet: bool = False,
+                   log: Callable[[str], None] | None = None
+                   ) -> dict[str, FamilyResult]:
+  """Compares methods over the shapes of the task family.
+
+  Every run of a shape trains :func:`lrmeta.tasks.family.instance_task` of
+  that shape for its budget ``T = shape.num_steps`` and is evaluated once,
+  at the end. For a tuned method (``method.tune``):
+
+  1. the grid times ``tune_seeds`` trains as one population per shape; a
+     rate's score on a shape is the mean final validation accuracy over the
+     tune seeds (a diverged run counts as 0);
+  2. per-instance tuning: while a shape's best rate lies on an edge of the
+     rates evaluated for that shape, the rate one sqrt(2) step beyond that
+     edge is evaluated (at most ``max_widen`` times per shape);
+  3. per-family tuning: the family rate is the rate evaluated on every shape
+     with the best mean score over shapes; while it lies on an edge of those
+     rates, the next rate beyond it is run on every shape lacking it (at
+     most ``max_widen`` times). Steps 2 and 3 alternate until neither widens,
+     so each chosen rate is the argmax of the scores evaluated; no (shape,
+     rate) is trained twice;
+  4. test: each shape trains ``test_seeds`` at its own rate and at the
+     family rate (one population; one set of runs when the rates coincide).
+
+  A method without tuning trains ``test_seeds`` at ``method.lr`` once per
+  shape; its per-family result is its per-instance result.
+
+  Args:
+    shapes: instance shapes (run seeds are ignored: results are keyed by
+      ``instance.shape``); distinct.
+    methods: name -> :data:`FamilyMethod`.
+    protocol: grid, seeds, widening.
+    quiet: no progress bars.
+    log: receives one line per (method, shape) and each method's time.
+
+  Returns:
+    ``name -> FamilyResult``; per-shape results hold the test runs in the
+    order of ``protocol.test_seeds``.
+  """
+  shapes = [s.shape for s in shapes]
+  if not shapes or len(set(shapes)) != len(shapes):
+    raise ValueError(f"compare_family needs distinct shapes, got "
+                     f"{[s.name for s in shapes]}")
+  tasks = {s: instance_task(s) for s in shapes}
+  seeds = list(protocol.test_seeds)
+  out = {}
+  for name, factory in methods.items():
+    t0 = time.perf_counter()
+    built = {s: factory(s) for s in shapes}
+    tuned = {bool(m.tune) for m in built.values()}
+    if len(tuned) != 1:
+      raise ValueError(f"method {name!r} is tuned on some shapes only")
+    if not tuned.pop():
+      per = {s: Result(m.lr, [], _family_population(
+          tasks[s], m, s.num_steps, None, seeds, ("val", "test"), quiet),
+                       tuple(seeds)) for s, m in built.items()}
+      out[name] = FamilyResult(per, per, None, {s: {} for s in shapes})
+    else:
+      val, best, fam = _tune_family(shapes, tasks, built, protocol, quiet)
+      per, per_fam = {}, {}
+      for s in shapes:
+        ks = list(dict.fromkeys((best[s], fam)))
+        hist = _family_population(
+            tasks[s], built[s], s.num_steps,
+            [protocol.rate(k) for k in ks for _ in seeds], seeds * len(ks),
+            ("val", "test"), quiet)
+        vals = [val[s][k] for k in sorted(val[s])]
+        n = len(seeds)
+        per[s] = Result(protocol.rate(best[s]), vals,
+                        hist.select(slice(0, n)), tuple(seeds))
+        per_fam[s] = per[s] if len(ks) == 1 else Result(
+            protocol.rate(fam), vals, hist.select(slice(n, 2 * n)),
+            tuple(seeds))
+      out[name] = FamilyResult(
+          per, per_fam, protocol.rate(fam),
+          {s: {protocol.rate(k): val[s][k] for k in sorted(val[s])}
+           for s in shapes})
+    if log is not None:
+      r = out[name]
+      for s in shapes:
+        acc_i = 100 * _final_acc(r.per_instance[s].hist, "test").mean()
+        acc_f = 100 * _final_acc(r.per_family[s].hist, "test").mean()
+        rates = ("" if r.family_lr is None else
+                 f"lr {r.per_instance[s].lr:.3g} / family {r.family_lr:.3g}, ")
+        log(f"  {name} on {s.name}: {rates}test acc {acc_i:.2f}% / "
+            f"{acc_f:.2f}% (instance / family) over {len(seeds)} seeds")
+      log(f"  {name}: {time.perf_counter() - t0:.0f}s")
+  return out
+
+
+def _paired(a, b) -> dict[str, float]:
+  if np.size(a) == 0:
+    nan = float("nan")
+    return {"mean": nan, "ci_low": nan, "ci_high": nan, "n": 0}
+  return paired_difference(a, b)
+
+
+def family_differences(results: dict[str, FamilyResult],
+                       a: tuple[str, str], b: tuple[str, str]) -> dict:
+  """Paired test differences ``a - b`` per shape and pooled over shapes.
+
+  ``a`` and ``b`` are ``(method name, "instance" | "family")``: which tuned
+  rate's test runs to use. Runs pair by (shape, seed); the pooled interval
+  concatenates the pairs of every shape. A run that diverged counts as test
+  accuracy 0, and its pair is dropped from the loss interval only (its
+  final loss is NaN); ``n`` says how many pairs each interval holds.
+
+  Returns:
+    ``{"per_instance": {shape.name: {"acc": d, "loss": d}}, "pooled":
+    {"acc": d, "loss": d}}`` with ``d`` as :func:`paired_difference`
+    returns; ``"acc"`` is in accuracy points (x100), ``"loss"`` is the final
+    test loss.
+  """
+  def side(which):
+    name, kind = which
+    if kind not in ("instance", "family"):
+      raise ValueError(f"tuning must be 'instance' or 'family', got {kind!r}")
+    r = results[name]
+    return r.per_instance if kind == "instance" else r.per_family
+
+  ra, rb = side(a), side(b)
+  if list(ra) != list(rb):
+    raise ValueError(f"{a[0]!r} and {b[0]!r} ran on different shapes")
+  per, pooled = {}, {"acc": ([], []), "loss": ([], [])}
+  for shape, x in ra.items():
+    y = rb[shape]
+    try:
+      order = [y.seeds.index(s) for s in x.seeds]
+    except ValueError:
+      raise ValueError(f"{a[0]!r} and {b[0]!r} have different test seeds on "
+                       f"{shape.name}: {x.seeds} vs {y.seeds}") from None
+    hx, hy = x.hist, y.hist.select(np.asarray(order))
+    acc = (100 * _final_acc(hx, "test"), 100 * _final_acc(hy, "test"))
+    lx = np.asarray(hx.final("test_loss"), np.float64)
+    ly = np.asarray(hy.final("test_loss"), np.float64)
+    keep = (np.asarray(hx.finite()) & np.asarray(hy.finite())
+            & np.isfinite(lx) & np.isfinite(ly))
+    loss = (lx[keep], ly[keep])
+    per[shape.name] = {"acc": _paired(*acc), "loss": _paired(*loss)}
+    for key, (u, v) in (("acc", acc), ("loss", loss)):
+      pooled[key][0].append(u)
+      pooled[key][1].append(v)
+  return {"per_instance": per,
+          "pooled": {k: _paired(np.concatenate(u), np.concatenate(v))
+                     for k, (u, v) in pooled.items()}}
+

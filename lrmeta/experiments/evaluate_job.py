@@ -18,7 +18,8 @@ import numpy as np
 
 from lrmeta import learned
 from lrmeta.experiments import results as res
-from lrmeta.experiments.compare import Protocol, compare, fixed
+from lrmeta.experiments.compare import (Method, Protocol, compare, fixed,
+                                        paired_difference)
 from lrmeta.experiments.config import ConfigError, check_range
 from lrmeta.experiments.optim import schedule_method
 from lrmeta.experiments.train_job import build_task, num_steps
@@ -52,6 +53,12 @@ def _run(cfg, saved, task, steps, out, quiet) -> dict:
         flush=True)
   ctl = f"{kind} (frozen)"
   methods = {ctl: fixed(*frozen)}
+  if cfg.tune_controller:  # its base rate tuned like the baselines' peak
+    ctl = f"{kind} (frozen, base rate tuned)"
+    methods = {ctl: Method(
+        lambda lr: saved.controller.optimizer(
+            saved.theta, saved.config, steps, learning_rate=lr,
+            num_classes=task.dataset.num_classes), frozen.signals)}
   for kind_b in cfg.baselines:
     methods[kind_b] = schedule_method(
         kind_b, steps, optimizer=cfg.optimizer.name,
@@ -64,7 +71,7 @@ def _run(cfg, saved, task, steps, out, quiet) -> dict:
                 log=lambda s: print(s, flush=True))
   tuned_lr = {n: raw[n].lr for n in cfg.baselines}
   # Tables and the summary name a tuned baseline by its rate.
-  results = {(n if n == ctl else f"{n} (tuned lr={r.lr:g})"): r
+  results = {(f"{n} (tuned lr={r.lr:g})" if n in cfg.baselines else n): r
              for n, r in raw.items()}
   metrics = [rec for n, r in results.items()
              for rec in res.eval_records(n, r.seeds, r.hist)]
@@ -85,7 +92,14 @@ def _run(cfg, saved, task, steps, out, quiet) -> dict:
   summary = {"results_dir": str(pathlib.Path(cfg.output_dir)),
              "controller": kind, "steps": steps, "test_acc": acc,
              "tuned_lr": tuned_lr}
+  if cfg.tune_controller:
+    summary["controller_lr"] = raw[ctl].lr
   for kind_b, lr in tuned_lr.items():
-    b = acc[f"{kind_b} (tuned lr={lr:g})"]
-    summary[f"gap_to_tuned_{kind_b}"] = round(100 * (acc[ctl] - b), 2)
+    b = f"{kind_b} (tuned lr={lr:g})"
+    summary[f"gap_to_tuned_{kind_b}"] = round(100 * (acc[ctl] - acc[b]), 2)
+    # Every method ran on the same seeds: the difference is paired by seed.
+    diff = paired_difference(100 * results[ctl].hist.final("test_acc"),
+                             100 * results[b].hist.final("test_acc"))
+    summary[f"vs_tuned_{kind_b}"] = {k: diff[k] for k in
+                                     ("mean", "ci_low", "ci_high")}
   return summary

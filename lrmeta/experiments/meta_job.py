@@ -95,7 +95,12 @@ def _note(task, cfg, stage, grid) -> str:
 
 def run(cfg: ml_collections.ConfigDict, *, quiet: bool = False) -> dict:
   """Meta-trains, meta-tests and (optionally) transfers MLR-SNet; writes
-  the results folder and prints (last) and returns the summary."""
+  the results folder and prints (last) and returns the summary. A config
+  with a ``family`` section meta-trains on the task family instead
+  (:mod:`lrmeta.experiments.family_job`)."""
+  if "family" in cfg:
+    from lrmeta.experiments import family_job  # pylint: disable=import-outside-toplevel
+    return family_job.run(cfg, quiet=quiet)
   task = build_task(cfg)
   with res.results_folder(cfg.output_dir, keep=("checkpoints",)) as out:
     summary = _run(cfg, task, out, quiet)

@@ -56,7 +56,8 @@ def estimator(cfg, problem: TaskProblem):
                         num_pairs=m.es_pairs, sigma=m.es_sigma)
 
 
-def _read_trace(path: pathlib.Path) -> list[dict]:
+def read_trace(path: pathlib.Path) -> list[dict]:
+  """The records of a ``meta_metrics.jsonl``, one per meta-step."""
   # A run killed between checkpoints logged steps it then replays: keep the
   # last record of each meta-step.
   by_step = {}
@@ -129,4 +130,4 @@ def meta_train_controller(cfg, task: Task, out: pathlib.Path,
     snaps = [learned.load(str(snap_dir / f"s{i}")).theta
              for i in range(len(SNAPSHOT_FRACTIONS))] + [theta]
   return {"theta0": theta0, "theta": theta, "snapshots": snaps,
-          "trace": _read_trace(log_path), "seconds": seconds}
+          "trace": read_trace(log_path), "seconds": seconds}

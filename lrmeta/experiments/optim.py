@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import optax
 
-from lrmeta.experiments.compare import Method
+from lrmeta.experiments.compare import FamilyMethod, Method
 from lrmeta.train.state import loss_signal
 
 BASE_OPTIMIZERS = ("sgd", "adam")
-SIMPLE_SCHEDULES = ("constant", "cosine", "step")
+SIMPLE_SCHEDULES = ("constant", "cosine", "step", "warmup_cosine")
+WARMUP_FRACTION = 0.05  # of the budget, for "warmup_cosine"
 
 
 def simple_schedule(name: str, lr: float, num_steps: int) -> optax.Schedule:
   """The classic baselines: constant, cosine decay, step decay (x0.1 at 50 %
-  and 75 % of the budget, the usual ImageNet/CIFAR milestones)."""
+  and 75 % of the budget, the usual ImageNet/CIFAR milestones), and cosine
+  decay after a linear warm-up from 0 over the first 5 % of the budget (at
+  least one step), reaching 0 at ``num_steps``."""
   if name == "constant":
     return optax.constant_schedule(lr)
   if name == "cosine":
     return optax.cosine_decay_schedule(lr, num_steps)
+  if name == "warmup_cosine":
+    warmup = max(1, int(WARMUP_FRACTION * num_steps))
+    if num_steps <= warmup:
+      raise ValueError(f"warmup_cosine needs a budget of at least 2 steps, "
+                       f"got {num_steps}")
+    # Built at peak 1 and scaled: optax compares the peak with 0 in Python,
+    # which a traced (tuned) rate cannot do.
+    unit = optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, num_steps)
+    return lambda count: lr * unit(count)
   if name == "step":
     return optax.piecewise_constant_schedule(
         lr, {int(0.5 * num_steps): 0.1, int(0.75 * num_steps): 0.1})
@@ -88,8 +100,9 @@ def method_optimizer(method: str, *, optimizer: str = "sgd",
 
   Accepted forms (the string is also the method's name in every table):
 
-  * ``"constant"``, ``"cosine"``, ``"step"``: the classic schedules at peak
-    ``learning_rate`` (:func:`simple_schedule`) on the base optimizer;
+  * ``"constant"``, ``"cosine"``, ``"step"``, ``"warmup_cosine"``: the
+    classic schedules at peak ``learning_rate`` (:func:`simple_schedule`) on
+    the base optimizer;
   * an LRBench policy spec, single or composite, e.g.
     ``"tri2(k0=0.01, k1=0.1, l=100)[200] -> exp(k0=0.05, gamma=0.99)"``
     (:mod:`lrmeta.schedules.spec`) on the base optimizer;
@@ -164,3 +177,15 @@ def schedule_method(kind: str, num_steps: int, *, optimizer: str = "sgd",
   return Method(lambda lr: base_optimizer(
       optimizer, simple_schedule(kind, lr, num_steps), momentum=momentum,
       weight_decay=weight_decay))
+
+
+def family_baselines(momentum: float = 0.9) -> dict[str, FamilyMethod]:
+  """The classic schedules on SGD with momentum for
+  :func:`lrmeta.experiments.compare.compare_family`: constant, step, cosine
+  and warmup_cosine, each decaying over its shape's budget, peak rate
+  tuned."""
+  def make(kind):
+    return lambda shape: schedule_method(kind, shape.num_steps,
+                                         momentum=momentum)
+  return {kind: make(kind)
+          for kind in ("constant", "step", "cosine", "warmup_cosine")}

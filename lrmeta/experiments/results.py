@@ -193,6 +193,68 @@ def plot_meta_trace(path: pathlib.Path, trace: list[dict], title: str
   plt.close(fig)
 
 
+def plot_family_meta(path: pathlib.Path, traces: dict[str, list[dict]],
+                     title: str) -> None:
+  """Family meta-training at a glance, one line per run (label -> the
+  ``meta_metrics.jsonl`` records): the validation meta-objective where it
+  was evaluated, and the ES fitness of each meta-step (mean over its
+  perturbed runs, a noisy estimate of the same quantity)."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+  for label, trace in traces.items():
+    val = [(r["meta_step"], r["val_objective"]) for r in trace
+           if "val_objective" in r]
+    axes[0].plot(*zip(*val), marker=".", label=label)
+    fit = [(r["meta_step"], r["meta_loss"]) for r in trace if "meta_loss" in r]
+    if fit:
+      axes[1].plot(*zip(*fit), alpha=0.7, label=label)
+  axes[0].set(title="validation meta-objective (fixed runs)",
+              xlabel="meta-step", ylabel="loss / constant-SGD loss")
+  axes[1].set(title="ES fitness per meta-step (fresh instances)",
+              xlabel="meta-step", ylabel="loss / constant-SGD loss")
+  for a in axes:
+    a.axhline(1.0, color="grey", lw=0.8, ls=":")
+    a.grid(alpha=0.3)
+    a.legend(fontsize=7)
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_family_rates(path: pathlib.Path,
+                      curves: dict[str, dict[str, Any]], title: str) -> None:
+  """The applied learning rate against the fraction of the budget, one
+  panel per instance (``instance -> {method: rate per step}``, each the
+  mean over seeds), log scale."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  n = len(curves)
+  cols = min(3, n)
+  rows = -(-n // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows),
+                           squeeze=False)
+  for ax, (name, methods) in zip(axes.flat, curves.items()):
+    for method, rate in methods.items():
+      rate = np.asarray(rate, np.float64)
+      ax.plot(np.arange(rate.size) / rate.size, rate, label=method)
+    ax.set_yscale("log")
+    ax.set_title(name, fontsize=7)
+    ax.set_xlabel("t / T", fontsize=7)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=7)
+  for ax in list(axes.flat)[n:]:
+    ax.axis("off")
+  axes.flat[0].legend(fontsize=7)
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def plot_rl_training(path: pathlib.Path, history: list[dict], title: str
                      ) -> None:
   """RL training at a glance: mean episode return, final validation
@@ -290,3 +352,50 @@ def load_run(path: str | pathlib.Path) -> dict[str, Any]:
           c[k] = np.array([ev[s][k] for s in seeds])
     curves[method] = c
   return {"config": config, "curves": curves}
+
+
+def family_table_rows(results, reference: tuple[str, str],
+                      others: Sequence[tuple[str, str]]) -> list[list[str]]:
+  """Rows ``[method, instance, accuracy difference, loss difference,
+  verdict]`` of each of ``others`` minus ``reference`` (each a
+  ``(method, "instance" | "family")`` of
+  :func:`lrmeta.experiments.compare.compare_family` results), one per shape
+  and one pooled. Differences are ``mean [95 % interval] (n pairs)`` from
+  :func:`lrmeta.experiments.compare.family_differences`; the verdict is
+  "beats" / "worse" when the accuracy interval lies above / below 0, else
+  "tie"."""
+  from lrmeta.experiments.compare import family_differences  # pylint: disable=import-outside-toplevel
+
+  def cell(d, digits):
+    return (f"{d['mean']:+.{digits}f} [{d['ci_low']:+.{digits}f}, "
+            f"{d['ci_high']:+.{digits}f}] (n={d['n']})")
+
+  def verdict(d):
+    if d["ci_low"] > 0:
+      return "beats"
+    return "worse" if d["ci_high"] < 0 else "tie"
+
+  rows = []
+  for other in others:
+    diff = family_differences(results, other, reference)
+    label = f"{other[0]} ({other[1]})"
+    items = list(diff["per_instance"].items()) + [("pooled", diff["pooled"])]
+    for shape, d in items:
+      rows.append([label, shape, cell(d["acc"], 2), cell(d["loss"], 3),
+                   verdict(d["acc"])])
+  return rows
+
+
+def write_family_table(path: pathlib.Path, results,
+                       reference: tuple[str, str],
+                       others: Sequence[tuple[str, str]]) -> str:
+  """Writes the markdown table of :func:`family_table_rows` to ``path``
+  under a line naming the reference; returns the text."""
+  ref = f"{reference[0]} ({reference[1]})"
+  text = (f"Test differences against {ref} (accuracy in points, final test "
+          f"loss; 95 % paired t intervals; a diverged run counts as accuracy "
+          f"0 and is left out of the loss):\n\n" + markdown_table(
+              ["method", "instance", f"accuracy - {ref}", f"loss - {ref}",
+               "verdict"], family_table_rows(results, reference, others)))
+  pathlib.Path(path).write_text(text)
+  return text

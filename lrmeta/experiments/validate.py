@@ -68,6 +68,11 @@ def nonempty_text(key, value) -> None:
     _fail(key, "a non-empty string", value)
 
 
+def text(key, value) -> None:
+  if not isinstance(value, str):
+    _fail(key, "a string", value)
+
+
 def one_of(choices: Callable[[], tuple] | tuple) -> Check:
   """A value out of ``choices`` (or of what a zero-argument callable
   returns, so that registries are imported only when the key is present)."""
@@ -141,6 +146,26 @@ def _models():
 def _estimators():
   from lrmeta.meta import ESTIMATORS  # pylint: disable=import-outside-toplevel
   return ESTIMATORS
+
+
+def _controllers():
+  from lrmeta.experiments.family_loop import SETUPS  # pylint: disable=import-outside-toplevel
+  return ("mlr_snet",) + tuple(k for k in SETUPS if k != "mlr_snet")
+
+
+def family_source(key, value) -> None:
+  """A ``"dataset:pool"`` family source whose pool divides the image."""
+  from lrmeta.experiments.family_loop import parse_source  # pylint: disable=import-outside-toplevel
+  from lrmeta.tasks.family import SOURCE_SIDE  # pylint: disable=import-outside-toplevel
+  try:
+    name, pool = parse_source(value if isinstance(value, str) else "")
+  except ValueError:
+    _fail(key, "'dataset:pool' strings such as 'fashion_mnist:7'", value)
+  if name not in SOURCE_SIDE or SOURCE_SIDE[name] % pool:
+    raise ConfigError(f"config key {key!r}: {value!r} needs a dataset of "
+                      f"{tuple(SOURCE_SIDE)} and a pool side dividing its "
+                      f"image side")
+family_source.imports = True
 
 
 def _candidates():
@@ -218,6 +243,7 @@ RULES: dict[str, Check] = {
     "optimizer.weight_decay": NONNEG,
     # train / evaluate
     "learning_rate": RATE,
+    "tune_controller": flag,
     "methods": method_list,
     "lr_grid": GRID,
     "baselines": SCHEDULES,
@@ -241,7 +267,28 @@ RULES: dict[str, Check] = {
     "selection.momentum": MOMENTUM,
     "selection.default": policy_spec,
     # meta-train
-    "controller.name": one_of(("mlr_snet",)),
+    "controller.name": one_of(_controllers),
+    "controller.momentum": MOMENTUM,
+    "controller.base_lr": RATE,
+    "controller.num_knots": integer(2),
+    "controller.feedback": flag,
+    "family.sources": sequence(family_source, what="'dataset:pool' strings"),
+    "family.num_steps": WIDTHS,
+    "family.train_shapes": COUNT,
+    "family.shapes_seed": SEED,
+    "family.held_out_seeds": COUNT,
+    "meta.shapes_per_step": COUNT,
+    "meta.perturb": text,                     # "": every parameter
+    "meta.eval_every": COUNT,
+    "meta.truncate": COUNT0,                  # 0: whole runs
+    "meta.val_seeds_per_shape": COUNT0,       # 0: one meta-step's group size
+    "meta.cosine_check": flag,
+    "test.enabled": flag,
+    "test.num_seeds": integer(2),
+    "test.num_tune_seeds": COUNT,
+    "test.grid_low": RATE,
+    "test.grid_points": integer(8),
+    "test.momentum": MOMENTUM,
     "controller.hidden": COUNT,
     "controller.gamma": NONNEG,               # 0: from the first loss
     "meta.estimator": one_of(_estimators),
@@ -396,6 +443,8 @@ def check_data(flat: dict) -> None:
            flat.get("transfer.task.data_dir") or None)
   if uses_transfer and "transfer.dataset" in flat:
     locate(flat["transfer.dataset"])
+  for source in flat.get("family.sources", ()):
+    locate(source.partition(":")[0])
 
 
 def validate(cfg, command: str | None = None) -> None:

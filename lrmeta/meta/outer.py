@@ -147,7 +147,10 @@ def meta_train(trainer: MetaTrainer, theta: Theta, key: jax.Array,
     restored = checkpointer.restore_latest(state)
     if restored is not None:
       state = restored
-  step_fn = jax.jit(trainer.step)
+  # An estimator that runs on the host (e.g. FamilyES, one compiled program
+  # per instance shape) cannot be traced: the outer step then runs eagerly.
+  host = any(getattr(est, "host_side", False) for est in trainer.estimators)
+  step_fn = trainer.step if host else jax.jit(trainer.step)
   history: dict[str, list] = {}
   t0 = time.perf_counter()
   while int(state.step) < num_steps:

@@ -17,6 +17,10 @@ Set-ups (see :class:`lrmeta.controllers.rl_policy.PolicyConfig`):
   decision; here a log-factor rather than an absolute rate, so it composes
   with any base rate), ``reward="train_loss"`` (decrease of the training
   loss), trained with the actor-critic of :mod:`lrmeta.rl.actor_critic`.
+* The task family (:mod:`lrmeta.rl.family`): one environment per instance
+  shape of :class:`lrmeta.tasks.family.Family`, every budget split into the
+  same number of decisions, with ``features="scale_free"`` so that the
+  observations of different networks and losses share one range.
 
 Reward, with ``v`` the validation loss (or the training loss EMA for
 ``reward="train_loss"``) capped at ``divergence_cap * v0`` (NaN counts as the
@@ -166,23 +170,40 @@ def batched(env: Any, fn_name: str, *args):
   return jax.vmap(fn)(*args)
 
 
+def policy_signature(pcfg: Any) -> Any:
+  """What environments trained together must agree on in their policy
+  config: every field of a :class:`PolicyConfig` except the decision interval
+  and the budget (``steps_per_action``, ``total_steps``), which may differ
+  between tasks of different budgets taking the same number of decisions.
+  Other configs are compared whole."""
+  if isinstance(pcfg, PolicyConfig):
+    return dataclasses.replace(pcfg, steps_per_action=1, total_steps=1)
+  return pcfg
+
+
 def env_cycle(env: Any) -> tuple[Any, ...]:
   """The trainers' environments as a non-empty tuple.
 
   :func:`lrmeta.rl.train_ppo` and :func:`lrmeta.rl.train_actor_critic` take
   one environment or a sequence of them (a family of training tasks, e.g. the
-  same dataset with several label-noise rates) and run iteration ``i`` on
+  same dataset with several label-noise rates, or the task-family shapes of
+  :func:`lrmeta.rl.family.family_envs`) and run iteration ``i`` on
   ``envs[i % len(envs)]``. All must share the policy's observation and action
-  spaces (``obs_dim``, ``horizon``, ``policy_cfg``).
+  spaces: ``obs_dim``, ``horizon`` and ``policy_cfg`` up to its decision
+  interval and budget (:func:`policy_signature`), so that one actor reads
+  every environment's observations and a frozen policy, rescaled to a budget
+  by its number of decisions, acts as it did in training.
   """
   envs = tuple(env) if isinstance(env, (list, tuple)) else (env,)
   if not envs:
     raise ValueError("at least one environment is needed")
+  first = (envs[0].obs_dim, envs[0].horizon,
+           policy_signature(envs[0].policy_cfg))
   for e in envs[1:]:
-    if (e.obs_dim, e.horizon, e.policy_cfg) != (
-        envs[0].obs_dim, envs[0].horizon, envs[0].policy_cfg):
+    if (e.obs_dim, e.horizon, policy_signature(e.policy_cfg)) != first:
       raise ValueError("all training environments must share obs_dim, "
-                       "horizon and policy_cfg")
+                       "horizon and policy_cfg (up to steps_per_action and "
+                       "total_steps)")
   return envs
 
 

@@ -1,0 +1,49 @@
+"""The learned schedule (knots over the budget + bounded loss feedback)
+meta-trained on the task family by whole-run ES, judged on held-out
+instances.
+
+  lrmeta meta-train --config configs/learned_lr.py          # GPU-sized
+  lrmeta meta-train --config configs/learned_lr.py:small    # 2 CPU cores
+  lrmeta meta-train --config configs/learned_lr.py:debug    # seconds (tests)
+
+The controller (``lrmeta.controllers.learned_schedule``) sets
+``log lr_t = log lr_base + s(t/T) + r(features_t)`` on SGD with momentum 0.9:
+``s`` piecewise linear over ``controller.num_knots`` knots, ``r`` a tanh MLP
+of three scale-free loss features bounded by a factor e either way; both
+start at zero, so the untrained controller is constant SGD at ``lr_base``
+(0.05, the fitness reference: the untrained meta-objective is exactly 1).
+49 meta-parameters with 8 knots. Everything else (family, ES, held-out
+protocol) is ``configs/family_es.py``'s; ``scripts/reproduce_learned_lr.py``
+runs the staged meta-training (knots first, then knots and feedback), the
+ablations and the transfers.
+"""
+
+import importlib.util
+import pathlib
+
+VARIANTS = ("", "small", "debug")
+
+
+def _family_es():
+  path = pathlib.Path(__file__).with_name("family_es.py")
+  spec = importlib.util.spec_from_file_location("family_es_base", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config(variant=None):
+  if variant not in (None, "", "small", "debug"):
+    raise ValueError(f"unknown variant {variant!r}; choose one of "
+                     f"{VARIANTS}")
+  c = _family_es().get_config(variant)
+  c.name = "learned_lr"
+  c.output_dir = c.output_dir.replace("family_es", "learned_lr")
+  c.controller.name = "learned_schedule"
+  c.controller.momentum = 0.9
+  c.controller.base_lr = 0.05
+  c.controller.num_knots = 8
+  c.controller.feedback = True
+  c.meta.es_sigma = 0.1  # log units for the knots
+  c.meta.lr = 0.03
+  return c

@@ -1,0 +1,244 @@
+"""Meta-training a learned controller on the task family (resumable).
+
+Builds the family and its pool of training shapes from a config's
+``family`` section, the controller ``controller.name`` names (any kind of
+:mod:`lrmeta.learned` with a family set-up in :data:`SETUPS`), the
+whole-run ES estimator :class:`lrmeta.meta.family_es.FamilyES` and the outer
+loop. Every ``meta.eval_every`` meta-steps (and before the first and after
+the last) the unperturbed ``theta`` is scored on a fixed set of validation
+instances (the meta-objective the results report: mean normalised final
+validation loss, 1 = the constant reference rate). Checkpoints go to
+``<out>/checkpoints/meta`` (a rerun resumes) and one line per meta-step to
+``meta_metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import pathlib
+import time
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from lrmeta import learned
+from lrmeta.experiments.meta_loop import read_trace
+from lrmeta.learned import hypergradient as hd_kind
+from lrmeta.learned import learned_schedule as ls_kind
+from lrmeta.learned import mlr_snet as mlr_kind
+from lrmeta.meta import (MetaCheckpointer, MetaTrainer, default_meta_optimizer,
+                         meta_train)
+from lrmeta.meta.family_es import FamilyES, es_cosine, validation_objective
+from lrmeta.tasks.family import Family, Instance
+
+# "dataset:pool" strings of the config -> Family.sources entries.
+
+
+def parse_source(text: str) -> tuple[str, int]:
+  """``"fashion_mnist:7"`` -> ``("fashion_mnist", 7)``."""
+  name, _, pool = text.partition(":")
+  if not pool.isdigit():
+    raise ValueError(f"family source {text!r} must read 'dataset:pool', e.g. "
+                     f"'fashion_mnist:7'")
+  return name, int(pool)
+
+
+def build_family(cfg) -> Family:
+  """The :class:`Family` of ``cfg.family``.
+
+  Its held-out combinations are the widest two-layer network at the
+  longest budget and the narrowest one-layer network at the middle budget
+  (never sampled in meta-training), as in :class:`Family`'s defaults.
+  """
+  f = cfg.family
+  steps = tuple(sorted(int(t) for t in f.num_steps))
+  return Family(sources=tuple(parse_source(s) for s in f.sources),
+                num_steps=steps,
+                held_out_combos=(((64, 64), steps[-1]),
+                                 ((16,), steps[len(steps) // 2])),
+                held_out_seeds=int(f.held_out_seeds))
+
+
+def training_shapes(cfg, family: Family) -> tuple[Instance, ...]:
+  """``cfg.family.train_shapes`` distinct shapes sampled from ``family``
+  with key ``cfg.family.shapes_seed`` (the same for every meta-training
+  seed, so the seeds differ only in initialisation and ES noise)."""
+  want = int(cfg.family.train_shapes)
+  key = jax.random.key(cfg.family.shapes_seed)
+  shapes: dict[Instance, None] = {}
+  draw = 0
+  while len(shapes) < want:
+    for inst in family.sample(jax.random.fold_in(key, draw), want):
+      if len(shapes) < want:
+        shapes.setdefault(inst.shape)
+    draw += 1
+    if draw > 100:
+      raise ValueError(f"the family has fewer than {want} distinct shapes")
+  return tuple(shapes)
+
+
+# -- controllers ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """How one learned-controller kind is meta-trained on the family.
+
+  Attributes:
+    config: ``cfg -> saved-controller config``.
+    perturb: ES perturbs these top-level keys of ``theta`` (``None``: all).
+  """
+
+  config: Callable[[Any], dict]
+  perturb: tuple[str, ...] | None = None
+
+
+def _mlr_config(cfg) -> dict:
+  c = cfg.controller
+  return mlr_kind.config(hidden=c.hidden, num_classes=10,
+                         gamma=c.gamma or None, momentum=c.momentum,
+                         weight_decay=0.0, trained_on="task family")
+
+
+def _hd_config(cfg) -> dict:
+  return hd_kind.config(momentum=cfg.controller.momentum,
+                        trained_on="task family")
+
+
+def _schedule_config(cfg) -> dict:
+  c = cfg.controller
+  return ls_kind.config(base_lr=c.base_lr, momentum=c.momentum,
+                        num_knots=c.num_knots, use_feedback=c.feedback,
+                        trained_on="task family")
+
+
+SETUPS: dict[str, Setup] = {
+    "mlr_snet": Setup(_mlr_config),
+    "hypergradient": Setup(_hd_config),
+    "learned_schedule": Setup(_schedule_config),
+}
+
+
+def perturbed_keys(cfg) -> tuple[str, ...] | None:
+  """``cfg.meta.perturb`` ("" : every parameter) as a tuple of keys."""
+  text = cfg.meta.perturb.strip()
+  if not text:
+    return SETUPS[cfg.controller.name].perturb
+  return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
+@functools.lru_cache(maxsize=None)
+def _optimizer_for_budget(kind: str, config_json: str):
+  """``T -> (theta -> transformation)`` of a kind and config, one object
+  per (kind, config) so that compiled programs are shared by every
+  estimator of the process."""
+  controller, config = learned.get(kind), json.loads(config_json)
+
+  def for_budget(num_steps: int):
+    return lambda theta: controller.optimizer(theta, config, num_steps)
+  return for_budget
+
+
+def optimizer_for_budget(config: dict):
+  """The shared ``T -> (theta -> transformation)`` of a saved config."""
+  return _optimizer_for_budget(config["controller"],
+                               json.dumps(config, sort_keys=True))
+
+
+def make_estimator(cfg, config: dict, shapes, *, num_pairs: int | None = None
+                   ) -> FamilyES:
+  """The :class:`FamilyES` of ``cfg.meta`` on ``shapes``."""
+  m = cfg.meta
+  return FamilyES(optimizer_for_budget(config), tuple(shapes),
+                  num_pairs=int(num_pairs or m.es_pairs), sigma=m.es_sigma,
+                  shapes_per_step=m.shapes_per_step,
+                  perturb=perturbed_keys(cfg), truncate=m.truncate or None)
+
+
+# -- the run -------------------------------------------------------------------
+
+
+def meta_train_family(cfg, out: pathlib.Path, quiet: bool = False, *,
+                      theta0: Any = None) -> dict:
+  """Meta-trains ``cfg.controller`` on the family by whole-run ES, from
+  ``theta0`` (default: the kind's initialisation with key ``cfg.seed``;
+  pass a theta to continue, e.g. a second stage that perturbs more
+  parameters).
+
+  Returns:
+    ``{"config", "theta0", "theta", "trace" (per meta-step; ``val_objective``
+    where evaluated), "es_cosine" (at theta0, or None), "shapes",
+    "validation", "seconds"}``.
+  """
+  family = build_family(cfg)
+  shapes = training_shapes(cfg, family)
+  config = SETUPS[cfg.controller.name].config(cfg)
+  kind = learned.get(config["controller"])
+  if theta0 is None:
+    theta0 = kind.init(jax.random.key(cfg.seed), config)
+  est = make_estimator(cfg, config, shapes)
+  # Validation always scores whole runs, also when ES scores truncations.
+  whole = dataclasses.replace(est, truncate=None)
+  val = est.validation_instances(cfg.meta.val_seeds_per_shape or None)
+  cosine = None
+  if cfg.meta.cosine_check:
+    cosine = es_cosine(est, theta0, jax.random.key(cfg.seed + 7))
+    print(f"  ES signal check at the initial theta: cosine of two "
+          f"independent {est.num_pairs}-pair estimates = {cosine:.3f}",
+          flush=True)
+  trainer = MetaTrainer([est], default_meta_optimizer(
+      cfg.meta.lr, cfg.meta.weight_decay), clip_norm=cfg.meta.clip_norm or None)
+  total = int(cfg.meta.meta_steps)
+  ckpt = MetaCheckpointer(str(out / "checkpoints" / "meta"),
+                          cfg.meta.save_every)
+  start = ckpt.latest_step() or 0
+  log_path = out / "meta_metrics.jsonl"
+  if start == 0:
+    if log_path.exists():
+      log_path.unlink()
+    v0 = validation_objective(whole, theta0, val)
+    with open(log_path, "a") as f:
+      f.write(json.dumps({"meta_step": 0, "val_objective": v0}) + "\n")
+  bar = tqdm(total=total, initial=min(start, total), disable=quiet,
+             desc=f"meta-train {cfg.controller.name} (family ES)",
+             unit="meta-step", dynamic_ncols=True, leave=False)
+
+  def callback(state, metrics):
+    step = int(state.step)
+    row = {"meta_step": step,
+           **{k: float(np.asarray(v)) for k, v in metrics.items()}}
+    if step % cfg.meta.eval_every == 0 or step == total:
+      row["val_objective"] = validation_objective(
+          whole, jax.device_get(state.theta), val)
+    with open(log_path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+    bar.update(1)
+    bar.set_postfix({"fitness": f"{row['meta_loss']:.4f}",
+                     **({"val": f"{row['val_objective']:.4f}"}
+                        if "val_objective" in row else {})})
+
+  t0 = time.perf_counter()
+  state, _ = meta_train(trainer, theta0, jax.random.key(cfg.seed + 1), total,
+                        checkpointer=ckpt, callback=callback)
+  bar.close()
+  ckpt.close()
+  return {"config": config, "theta0": theta0,
+          "theta": jax.device_get(state.theta),
+          "trace": read_trace(log_path), "es_cosine": cosine,
+          "shapes": shapes, "validation": val,
+          "seconds": time.perf_counter() - t0}
+
+
+def objective_first_last(trace: list[dict]) -> tuple[float, float]:
+  """The validation meta-objective at the first and last evaluation."""
+  vals = [r["val_objective"] for r in trace if "val_objective" in r]
+  return float(vals[0]), float(vals[-1])
+
+
+__all__ = ["SETUPS", "Setup", "build_family", "make_estimator",
+           "meta_train_family", "objective_first_last", "optimizer_for_budget",
+           "parse_source", "perturbed_keys", "training_shapes"]

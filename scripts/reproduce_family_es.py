@@ -1,0 +1,288 @@
+"""Meta-training that learns on a CPU: whole-run ES on the task family.
+
+Runs, on the family of cheap training runs (``lrmeta.tasks.family``):
+
+1. Known-answer checks on real data: ES over one meta-parameter (the log of
+   a constant SGD rate) on one instance against a dense grid of the same
+   objective, and ES over HD's two rates against a 2-D grid.
+2. MLR-SNet (the paper's LSTM) meta-trained by whole-run ES from three
+   meta-training seeds, plus a 4-pair ablation, and HD's two rates
+   meta-trained the same way; the ES signal check (cosine of two
+   independent estimates at the initial theta) for each.
+3. The held-out protocol: every method on the family's held-out instances
+   with paired seeds against constant, step, cosine and warm-up + cosine
+   tuned per instance and once for the family.
+
+The last line is JSON with ``meta_objective_first`` / ``meta_objective_last``
+(per seed), ``es_cosine``, ``heldout_vs_family_cosine`` and
+``heldout_vs_instance_cosine`` (``{"mean", "ci_low", "ci_high"}`` in
+test-accuracy points, MLR-SNet meta-trained minus cosine) and the rest.
+
+  python scripts/reproduce_family_es.py --small   # 2 CPU cores, < 30 min
+  python scripts/reproduce_family_es.py           # GPU-sized
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from lrmeta.controllers.hypergradient import hd_sgd
+from lrmeta.controllers.self_adaptive import self_adaptive_sgd
+from lrmeta.experiments import family_job
+from lrmeta.experiments import family_loop
+from lrmeta.experiments import results as res
+from lrmeta.experiments.compare import family_differences
+from lrmeta.experiments.config import load_config
+from lrmeta.learned import hypergradient as hd_kind
+from lrmeta.meta import MetaTrainer, meta_train
+from lrmeta.meta.family_es import FamilyES
+from lrmeta.tasks.family import Instance
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+# -- known-answer checks -------------------------------------------------------
+
+
+def constant_sgd(num_steps: int):
+  """``theta -> SGD(momentum 0.9)`` at the constant rate ``exp(log_lr)``."""
+  del num_steps
+  return lambda theta: optax.sgd(jnp.exp(theta["log_lr"]), momentum=0.9)
+
+
+def es_descent(est: FamilyES, theta0, steps: int, lr: float, seed: int):
+  """Plain outer loop: Adam on ES estimates; returns the theta trajectory."""
+  trainer = MetaTrainer([est], optax.adam(lr), clip_norm=None)
+  thetas = []
+  state, _ = meta_train(trainer, theta0, jax.random.key(seed), steps,
+                        callback=lambda s, m: thetas.append(
+                            jax.device_get(s.theta)))
+  del state
+  return thetas
+
+
+def tail_mean(thetas, frac: float = 0.25):
+  """Mean of the last ``frac`` of a theta trajectory (ES iterates jitter
+  around the optimum)."""
+  k = max(1, int(len(thetas) * frac))
+  return jax.tree.map(lambda *x: np.mean(np.stack(x), 0), *thetas[-k:])
+
+
+def known_answer_constant(instance: Instance, args) -> dict:
+  shape = instance.shape
+  est = FamilyES(constant_sgd, (shape,), num_pairs=args.ka_pairs, sigma=0.1,
+                 shapes_per_step=1)
+  val = est.validation_instances(args.ka_seeds)
+  rates = 0.01 * 2.0 ** (np.arange(0, 33) / 4)  # 0.01 .. 2.56, 2^(1/4) apart
+  grid = est.grid_fitness([{"log_lr": np.float32(np.log(r))} for r in rates],
+                          val).mean(1)
+  best = float(rates[int(np.nanargmin(grid))])
+  thetas = es_descent(est, {"log_lr": jnp.float32(np.log(0.01))},
+                      args.ka_steps, 0.1, 0)
+  found = float(np.exp(tail_mean(thetas)["log_lr"]))
+  ratio = found / best
+  return {"instance": shape.name, "grid_best_lr": best,
+          "es_lr": found, "ratio": ratio,
+          "within_1_5x": bool(1 / 1.5 <= ratio <= 1.5),
+          "grid_rates": rates.tolist(), "grid_objective": grid.tolist(),
+          "es_trace": [float(np.exp(t["log_lr"])) for t in thetas]}
+
+
+def known_answer_hd(instance: Instance, args) -> dict:
+  shape = instance.shape
+  cfg = hd_kind.config(momentum=0.9)
+  est = FamilyES(family_loop.optimizer_for_budget(cfg), (shape,),
+                 num_pairs=args.ka_pairs, sigma=0.2, shapes_per_step=1)
+  val = est.validation_instances(args.ka_seeds)
+  lrs = 1e-3 * 2.0 ** (np.arange(0, 18) / 2)    # 1e-3 .. 0.18, sqrt(2) apart
+  betas = 1e-4 * 2.0 ** np.arange(0, 11)        # 1e-4 .. 0.1, 2x apart
+  thetas = [hd_kind.theta_of(a, b) for a in lrs for b in betas]
+  grid = est.grid_fitness(thetas, val).mean(1).reshape(len(lrs), len(betas))
+  i, j = np.unravel_index(int(np.nanargmin(grid)), grid.shape)
+  traj = es_descent(est, hd_kind.theta_of(1e-3, 1e-3), 2 * args.ka_steps,
+                    0.1, 1)
+  lr_es, beta_es = hd_kind.rates(tail_mean(traj))
+  es_obj = float(np.mean(est.fitness(hd_kind.theta_of(lr_es, beta_es), val)))
+  ratios = (lr_es / lrs[i], beta_es / betas[j])
+  return {"instance": shape.name, "grid_best": [float(lrs[i]),
+                                               float(betas[j])],
+          "grid_best_objective": float(grid[i, j]), "es": [lr_es, beta_es],
+          "es_objective": es_obj, "ratios": [float(r) for r in ratios],
+          "within_1_5x": bool(all(1 / 1.5 <= r <= 1.5 for r in ratios)),
+          "grid_lrs": lrs.tolist(), "grid_betas": betas.tolist(),
+          "grid_objective": grid.tolist()}
+
+
+def plot_known_answers(path: pathlib.Path, const: dict, hd: dict) -> None:
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  ax = axes[0]
+  ax.plot(const["grid_rates"], const["grid_objective"], marker=".",
+          label="dense grid")
+  ax.axvline(const["grid_best_lr"], color="C0", ls=":", label="grid best")
+  ax.axvline(const["es_lr"], color="C1", label="ES result")
+  ax.set(xscale="log", xlabel="constant learning rate",
+         ylabel="loss / reference loss", title="ES over log(rate)")
+  ax.legend(fontsize=7)
+  ax = axes[1]
+  obj = np.asarray(hd["grid_objective"])
+  im = ax.imshow(np.log(obj), origin="lower", aspect="auto", cmap="viridis")
+  fig.colorbar(im, ax=ax, label="log objective")
+  ax.set_xticks(range(len(hd["grid_betas"])),
+                [f"{b:.0e}" for b in hd["grid_betas"]], fontsize=6)
+  ax.set_yticks(range(len(hd["grid_lrs"])),
+                [f"{a:.3g}" for a in hd["grid_lrs"]], fontsize=6)
+  li = 2 * np.log2(hd["es"][0] / hd["grid_lrs"][0])
+  bj = np.log2(hd["es"][1] / hd["grid_betas"][0])
+  ax.plot([bj], [li], "r*", ms=12, label="ES result")
+  ax.set(xlabel="hypergradient rate", ylabel="initial rate",
+         title="HD: ES over (log lr0, log beta)")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+# -- meta-training ---------------------------------------------------------------
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--small", action="store_true",
+                 help="2 CPU cores, within 30 minutes")
+  p.add_argument("--seeds", type=int, default=3,
+                 help="MLR-SNet meta-training seeds")
+  p.add_argument("--out", default=None)
+  args = p.parse_args(argv)
+  variant = "small" if args.small else ""
+  cfg = load_config(str(ROOT / "configs" / f"family_es.py:{variant}"))
+  out = pathlib.Path(args.out or cfg.output_dir.replace("family_es",
+                                                        "reproduce_family_es"))
+  out.mkdir(parents=True, exist_ok=True)
+  args.ka_pairs, args.ka_seeds = 16, 32
+  args.ka_steps = 40 if args.small else 100
+  t_start = time.perf_counter()
+  summary: dict = {"variant": variant or "full",
+                   "backend": jax.default_backend()}
+
+  print("[1/3] known-answer checks", flush=True)
+  t0 = time.perf_counter()
+  inst = Instance(dataset="fashion_mnist", pool=14, hidden=(32,),
+                  batch_size=64, num_steps=200)
+  const = known_answer_constant(inst, args)
+  print(f"   constant rate: grid best {const['grid_best_lr']:.4g}, ES "
+        f"{const['es_lr']:.4g} (ratio {const['ratio']:.3f})", flush=True)
+  hd = known_answer_hd(dataclasses.replace(inst, num_steps=100), args)
+  print(f"   HD (lr0, beta): grid best {hd['grid_best']} objective "
+        f"{hd['grid_best_objective']:.4f}; ES {np.round(hd['es'], 5).tolist()}"
+        f" objective {hd['es_objective']:.4f} (ratios "
+        f"{np.round(hd['ratios'], 3).tolist()})", flush=True)
+  plot_known_answers(out / "known_answer.png", const, hd)
+  summary["known_answer"] = {
+      "constant": {k: v for k, v in const.items()
+                   if not k.startswith(("grid_rates", "grid_obj", "es_trace"))},
+      "hd": {k: v for k, v in hd.items()
+             if not k.startswith(("grid_lrs", "grid_betas", "grid_obj"))}}
+  summary["seconds"] = {"known_answer": time.perf_counter() - t0}
+
+  print("[2/3] meta-training on the family", flush=True)
+  t0 = time.perf_counter()
+  runs = {}
+  for seed in range(args.seeds):
+    c = ml_collections.ConfigDict(cfg.to_dict())
+    c.seed = seed
+    c.meta.cosine_check = seed == 0
+    runs[f"mlr_snet seed {seed}"] = family_job.meta_train_saved(
+        c, out / f"mlr_snet_s{seed}")
+  c = ml_collections.ConfigDict(cfg.to_dict())
+  c.meta.es_pairs, c.meta.cosine_check = 4, True
+  runs["mlr_snet 4 pairs"] = family_job.meta_train_saved(
+      c, out / "mlr_snet_4pairs")
+  c = ml_collections.ConfigDict(cfg.to_dict())
+  c.controller.name, c.controller.momentum = "hypergradient", 0.9
+  c.meta.es_sigma, c.meta.lr = 0.2, 0.05
+  runs["hypergradient"] = family_job.meta_train_saved(
+      c, out / "hypergradient")
+  summary["seconds"]["meta_train"] = time.perf_counter() - t0
+  res.plot_family_meta(out / "meta_training.png",
+                       {k: r["trace"] for k, r in runs.items()},
+                       "whole-run ES on the task family")
+  mlr_runs = [runs[f"mlr_snet seed {s}"] for s in range(args.seeds)]
+  summary["meta_objective_first"] = [r["first"] for r in mlr_runs]
+  summary["meta_objective_last"] = [r["last"] for r in mlr_runs]
+  summary["meta_objective_falls"] = sum(r["last"] < r["first"]
+                                        for r in mlr_runs)
+  summary["es_cosine"] = mlr_runs[0]["es_cosine"]
+  summary["ablation_pairs"] = {
+      f"{cfg.meta.es_pairs} pairs": [mlr_runs[0]["first"],
+                                     mlr_runs[0]["last"]],
+      "4 pairs": [runs["mlr_snet 4 pairs"]["first"],
+                  runs["mlr_snet 4 pairs"]["last"]],
+      "es_cosine_4_pairs": runs["mlr_snet 4 pairs"]["es_cosine"]}
+  hd_run = runs["hypergradient"]
+  summary["hypergradient"] = {
+      "first": hd_run["first"], "last": hd_run["last"],
+      "es_cosine": hd_run["es_cosine"],
+      "rates": list(hd_kind.rates(hd_run["theta"]))}
+
+  print("[3/3] held-out protocol", flush=True)
+  t0 = time.perf_counter()
+  mlr0 = mlr_runs[0]
+  names = {"mlr": "MLR-SNet (meta-trained)", "mlr0": "MLR-SNet (untrained)",
+           "hd_meta": "HD (meta-trained rates)", "hd": "HD (hyper_lr 1e-3)",
+           "sa": "self-adaptive"}
+  methods = {
+      names["mlr"]: family_job.controller_method(mlr0["config"],
+                                                 mlr0["theta"]),
+      names["mlr0"]: family_job.controller_method(mlr0["config"],
+                                                  mlr0["theta0"]),
+      names["hd_meta"]: family_job.controller_method(hd_run["config"],
+                                                     hd_run["theta"]),
+      names["hd"]: family_job.tuned_method(
+          lambda lr: hd_sgd(lr, 1e-3, momentum=0.9)),
+      names["sa"]: family_job.tuned_method(
+          lambda lr: self_adaptive_sgd(lr, momentum=0.9)),
+  }
+  results = family_job.judge(cfg, methods, quiet=True)
+  summary["seconds"]["heldout"] = time.perf_counter() - t0
+  summary.update(family_job.versus_cosine(results, names["mlr"]))
+  summary["heldout"] = {}
+  for n in results:
+    for how in ("family", "instance"):
+      d = family_differences(results, (n, "family"), ("cosine", how))
+      summary["heldout"][f"{n} - cosine ({how})"] = {
+          "acc": family_job.interval(d["pooled"]["acc"]),
+          "loss": family_job.interval(d["pooled"]["loss"])}
+  others = [(names[k], "family") for k in names] + [
+      (n, how) for n in ("constant", "step", "warmup_cosine")
+      for how in ("instance", "family")] + [("cosine", "instance")]
+  table = res.write_family_table(out / "heldout.md", results,
+                                 ("cosine", "family"), others)
+  res.plot_family_rates(out / "rates.png", family_job.rate_curves(
+      results, (names["mlr"], names["hd_meta"], "cosine")),
+                        "learned rates vs family-tuned cosine, held-out "
+                        "instances")
+  summary["family_lr"] = {n: r.family_lr for n, r in results.items()}
+  summary["seconds"]["total"] = time.perf_counter() - t_start
+  (out / "summary.json").write_text(json.dumps(summary, indent=1,
+                                               default=float))
+  print(table)
+  print(f"results written to {out}/ ({summary['seconds']['total']:.0f} s)")
+  print(json.dumps(summary, default=float))
+
+
+if __name__ == "__main__":
+  sys.exit(main())
