@@ -145,6 +145,7 @@ def test_hypergradient_kind_round_trip(tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_family_meta_training_debug(tmp_path):
   cfg = load_config("configs/family_es.py:debug")
   cfg.meta.cosine_check = True

@@ -32,7 +32,8 @@ from lrmeta.experiments import results as res
 from lrmeta.experiments.compare import (FamilyProtocol, Method,
                                         compare_family, family_differences,
                                         fixed, sqrt2_grid)
-from lrmeta.experiments.family_loop import (build_family, meta_train_family,
+from lrmeta.experiments.family_loop import (SETUPS, build_family,
+                                            meta_train_family,
                                             objective_first_last)
 from lrmeta.experiments.optim import family_baselines
 from lrmeta.tasks.family import HELD_OUT_SEED_BASE, Family, Instance
@@ -120,9 +121,10 @@ def interval(d: dict) -> dict[str, float]:
 
 def versus_cosine(results, name: str) -> dict[str, dict[str, float]]:
   """Pooled test-accuracy differences (points) of ``name`` against cosine
-  tuned once for the family and tuned per instance."""
+  tuned once for the family and per instance, each with ``name`` tuned the
+  same way (the same result twice for a method without a tuned rate)."""
   return {f"heldout_vs_{how}_cosine": interval(family_differences(
-      results, (name, "family"), ("cosine", how))["pooled"]["acc"])
+      results, (name, how), ("cosine", how))["pooled"]["acc"])
           for how in ("family", "instance")}
 
 
@@ -174,12 +176,17 @@ def _run(cfg, out: pathlib.Path, quiet: bool) -> dict:
     print("[2/2] held-out protocol", flush=True)
     t0 = time.perf_counter()
     learned_name, init_name = f"{name} (meta-trained)", f"{name} (untrained)"
+    # A controller that scales a base rate has it tuned like the baselines'
+    # peak rate (per instance and per family); the others run as saved.
+    make = (tuned_controller_method if SETUPS[name].tune_base
+            else controller_method)
     results = judge(cfg, {
-        learned_name: controller_method(mt["config"], mt["theta"]),
-        init_name: controller_method(mt["config"], mt["theta0"])}, quiet)
+        learned_name: make(mt["config"], mt["theta"]),
+        init_name: make(mt["config"], mt["theta0"])}, quiet)
     summary.update(versus_cosine(results, learned_name))
     summary["seconds"]["heldout"] = time.perf_counter() - t0
-    others = [(learned_name, "family"), (init_name, "family")] + [
+    others = [(learned_name, "family"), (learned_name, "instance"),
+              (init_name, "family")] + [
         (b, how) for b in ("constant", "step", "warmup_cosine")
         for how in ("instance", "family")] + [("cosine", "instance")]
     table = res.write_family_table(out / "heldout.md", results,

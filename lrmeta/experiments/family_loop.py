@@ -91,10 +91,13 @@ class Setup:
   Attributes:
     config: ``cfg -> saved-controller config``.
     perturb: ES perturbs these top-level keys of ``theta`` (``None``: all).
+    tune_base: the controller scales a base rate (its ``learning_rate=``),
+      which the held-out protocol tunes like a schedule's peak rate.
   """
 
   config: Callable[[Any], dict]
   perturb: tuple[str, ...] | None = None
+  tune_base: bool = False
 
 
 def _mlr_config(cfg) -> dict:
@@ -119,7 +122,7 @@ def _schedule_config(cfg) -> dict:
 SETUPS: dict[str, Setup] = {
     "mlr_snet": Setup(_mlr_config),
     "hypergradient": Setup(_hd_config),
-    "learned_schedule": Setup(_schedule_config),
+    "learned_schedule": Setup(_schedule_config, tune_base=True),
 }
 
 
