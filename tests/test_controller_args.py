@@ -127,7 +127,7 @@ CASES = (
     + [("PolicyConfig", rp.PolicyConfig, kw, msg) for kw, msg in [
         ({"steps_per_action": 0}, "steps_per_action must be an integer >= 1"),
         ({"total_steps": -5}, "total_steps must be an integer >= 1"),
-        ({"features": "xu2017"}, "features must be one of ('basic', 'xu2019')"),
+        ({"features": "xu2017"}, "features must be one of ('basic', 'xu2019', 'scale_free')"),
         ({"action": "gaussian"},
          "action must be one of ('discrete', 'continuous')"),
         ({"factors": (0.5, -1.0)}, "factors must be positive numbers"),
