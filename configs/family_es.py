@@ -32,6 +32,8 @@ its tuned settings).
 
 import ml_collections
 
+from lrmeta.experiments.config import family_transfer_config
+
 VARIANTS = ("", "small", "debug")
 
 
@@ -83,6 +85,11 @@ def get_config(variant=None):
   c.test.grid_points = 10
   c.test.momentum = 0.9  # baselines' SGD momentum
 
+  # Frozen transfer of the meta-trained controller (and its initialisation)
+  # against the four tuned baselines: the small CNN on full-size
+  # Fashion-MNIST and ResNet-8 on the CIFAR-10 JPEG copy.
+  c.transfer = family_transfer_config()
+
   if variant == "small":
     c.output_dir = "results/family_es_small"
     c.family.train_shapes = 8
@@ -91,6 +98,7 @@ def get_config(variant=None):
     c.meta.eval_every = 15
     c.meta.save_every = 15
     c.test.grid_points = 8
+    c.transfer = family_transfer_config("small")
   elif variant == "debug":
     c.output_dir = "results/family_es_debug"
     c.family.sources = ("fashion_mnist:7",)
@@ -107,6 +115,8 @@ def get_config(variant=None):
     c.test.num_seeds = 2
     c.test.num_tune_seeds = 1
     c.test.grid_points = 8
+    c.transfer = family_transfer_config("debug")
+    c.transfer.tasks = ("cnn",)
   elif variant not in (None, ""):
     raise ValueError(f"unknown variant {variant!r}; choose one of "
                      f"{VARIANTS}")

@@ -20,7 +20,8 @@ widths, the budget of the ``small`` training task).
 
 import ml_collections
 
-from lrmeta.experiments.config import task_config
+from lrmeta.experiments.config import (actor_critic_config, ppo_config,
+                                      task_config)
 
 VARIANTS = ("", "small", "debug", "xu2017", "xu2017_small", "cifar_small")
 
@@ -64,25 +65,9 @@ def get_config(variant=None):
   # the small run's transfer to CIFAR-10 did not improve (docs/results/rl.md).
   c.env.train_label_noise = ()
 
-  c.ppo = ml_collections.ConfigDict()
-  c.ppo.num_envs = 16
-  c.ppo.iterations = 100
-  c.ppo.epochs = 4
-  c.ppo.minibatches = 4
-  c.ppo.learning_rate = 1e-3
-  c.ppo.ent_coef = 0.01
-  c.ppo.gamma = 0.99
-  c.ppo.gae_lambda = 0.95
-  c.ppo.clip_eps = 0.2
-  c.ppo.checkpoint_every = 2
+  c.ppo = ppo_config(16, 100, 2)  # num_envs, iterations, checkpoint_every
 
-  c.actor_critic = ml_collections.ConfigDict()
-  c.actor_critic.num_envs = 16
-  c.actor_critic.episodes = 100
-  c.actor_critic.actor_lr = 1e-3
-  c.actor_critic.critic_lr = 3e-3
-  c.actor_critic.noise_std = 0.3
-  c.actor_critic.gamma = 0.95
+  c.actor_critic = actor_critic_config(16, 100)  # num_envs, episodes
 
   # Test on the training task: every method's base rate is tuned on the
   # validation split over the same grid with ``tune_seeds``, then run on

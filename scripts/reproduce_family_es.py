@@ -12,11 +12,18 @@ Runs, on the family of cheap training runs (``lrmeta.tasks.family``):
 3. The held-out protocol: every method on the family's held-out instances
    with paired seeds against constant, step, cosine and warm-up + cosine
    tuned per instance and once for the family.
+4. Frozen transfer of the same methods to the small CNN on full-size
+   Fashion-MNIST and ResNet-8 on the CIFAR-10 JPEG copy (``cfg.transfer``),
+   every tunable rate tuned on validation, paired test seeds, written to
+   ``transfer.md`` (``--skip-transfer`` leaves it out; ``--transfer-only``
+   runs it alone from the controllers a previous run saved in ``--out``).
 
 The last line is JSON with ``meta_objective_first`` / ``meta_objective_last``
 (per seed), ``es_cosine``, ``heldout_vs_family_cosine`` and
 ``heldout_vs_instance_cosine`` (``{"mean", "ci_low", "ci_high"}`` in
-test-accuracy points, MLR-SNet meta-trained minus cosine) and the rest.
+test-accuracy points, MLR-SNet meta-trained minus cosine),
+``transfer_cnn_vs_cosine`` / ``transfer_cifar_vs_cosine`` (every method
+minus tuned cosine) and the rest.
 
   python scripts/reproduce_family_es.py --small   # 2 CPU cores, < 30 min
   python scripts/reproduce_family_es.py           # GPU-sized
@@ -37,12 +44,13 @@ import ml_collections
 import numpy as np
 import optax
 
+from lrmeta import learned
 from lrmeta.controllers.hypergradient import hd_sgd
 from lrmeta.controllers.self_adaptive import self_adaptive_sgd
 from lrmeta.experiments import family_job
 from lrmeta.experiments import family_loop
 from lrmeta.experiments import results as res
-from lrmeta.experiments.compare import family_differences
+from lrmeta.experiments.compare import Method, family_differences
 from lrmeta.experiments.config import load_config
 from lrmeta.learned import hypergradient as hd_kind
 from lrmeta.meta import MetaTrainer, meta_train
@@ -50,6 +58,9 @@ from lrmeta.meta.family_es import FamilyES
 from lrmeta.tasks.family import Instance
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+NAMES = {"mlr": "MLR-SNet (meta-trained)", "mlr0": "MLR-SNet (untrained)",
+         "hd_meta": "HD (meta-trained rates)", "hd": "HD (hyper_lr 1e-3)",
+         "sa": "self-adaptive"}
 
 
 # -- known-answer checks -------------------------------------------------------
@@ -159,6 +170,54 @@ def plot_known_answers(path: pathlib.Path, const: dict, hd: dict) -> None:
 # -- meta-training ---------------------------------------------------------------
 
 
+# -- transfer ------------------------------------------------------------------
+
+
+def saved_runs(cfg, out: pathlib.Path) -> tuple[dict, dict]:
+  """MLR-SNet (seed 0, with its initialisation) and HD as a previous run
+  saved them under ``out``."""
+  def one(folder, seed):
+    saved = learned.load(str(out / folder / "controller"))
+    kind = learned.get(saved.config["controller"])
+    return {"config": saved.config, "theta": saved.theta,
+            "theta0": kind.init(jax.random.key(seed), saved.config)}
+  return one("mlr_snet_s0", 0), one("hypergradient", cfg.seed)
+
+
+def transfer(cfg, out: pathlib.Path, mlr: dict, hd: dict) -> dict:
+  """Every method frozen on ``cfg.transfer``'s tasks against the four tuned
+  baselines; writes ``transfer.md``; returns the paired intervals."""
+  at = family_job.controller_at
+  methods = {
+      NAMES["mlr"]: lambda steps: at(mlr["config"], mlr["theta"], steps),
+      NAMES["mlr0"]: lambda steps: at(mlr["config"], mlr["theta0"], steps),
+      NAMES["hd_meta"]: lambda steps: at(hd["config"], hd["theta"], steps),
+      NAMES["hd"]: lambda steps: Method(
+          lambda lr: hd_sgd(lr, 1e-3, momentum=0.9)),
+      NAMES["sa"]: lambda steps: Method(
+          lambda lr: self_adaptive_sgd(lr, momentum=0.9)),
+  }
+  found, md = {}, ["# Frozen transfer of the family-trained controllers", ""]
+  for name in cfg.transfer.tasks:
+    section = cfg.transfer[name]
+    print(f"   {section.dataset} / {section.model}: {section.steps} steps of "
+          f"batch {section.batch_size}", flush=True)
+    stage = family_job.transfer_stage(
+        section, methods, momentum=cfg.test.momentum,
+        baselines=family_job.FOUR_BASELINES,
+        log=lambda s: print(f"   {s}", flush=True))
+    found[f"transfer_{name}_vs_cosine"] = stage["vs_cosine"]
+    md += [f"## {stage['task'].name}", "",
+           family_job.transfer_note(section, stage, list(stage["vs_cosine"])),
+           "", res.markdown_table(
+               ["method", "tuned base lr", "test acc", "test loss",
+                "val acc"],
+               res.result_rows(stage["results"],
+                               ("test_acc", "test_loss", "val_acc"))), ""]
+  (out / "transfer.md").write_text("\n".join(md))
+  return found
+
+
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--small", action="store_true",
@@ -166,9 +225,19 @@ def main(argv=None) -> None:
   p.add_argument("--seeds", type=int, default=3,
                  help="MLR-SNet meta-training seeds")
   p.add_argument("--out", default=None)
+  p.add_argument("--skip-transfer", action="store_true",
+                 help="leave out the frozen transfer stage")
+  p.add_argument("--transfer-only", action="store_true",
+                 help="only the transfer stage, from the controllers a "
+                      "previous run saved in --out")
+  p.add_argument("--transfer-tasks", default=None,
+                 help="comma-separated transfer tasks (default: the "
+                      "config's, cnn,cifar)")
   args = p.parse_args(argv)
   variant = "small" if args.small else ""
   cfg = load_config(str(ROOT / "configs" / f"family_es.py:{variant}"))
+  if args.transfer_tasks:
+    cfg.transfer.tasks = tuple(args.transfer_tasks.split(","))
   out = pathlib.Path(args.out or cfg.output_dir.replace("family_es",
                                                         "reproduce_family_es"))
   out.mkdir(parents=True, exist_ok=True)
@@ -177,8 +246,17 @@ def main(argv=None) -> None:
   t_start = time.perf_counter()
   summary: dict = {"variant": variant or "full",
                    "backend": jax.default_backend()}
+  if args.transfer_only:
+    print("[4/4] frozen transfer (saved controllers)", flush=True)
+    summary.update(transfer(cfg, out, *saved_runs(cfg, out)))
+    summary["seconds"] = {"transfer": time.perf_counter() - t_start}
+    (out / "summary_transfer.json").write_text(
+        json.dumps(summary, indent=1, default=float))
+    print((out / "transfer.md").read_text())
+    print(json.dumps(summary, default=float))
+    return
 
-  print("[1/3] known-answer checks", flush=True)
+  print("[1/4] known-answer checks", flush=True)
   t0 = time.perf_counter()
   inst = Instance(dataset="fashion_mnist", pool=14, hidden=(32,),
                   batch_size=64, num_steps=200)
@@ -198,7 +276,7 @@ def main(argv=None) -> None:
              if not k.startswith(("grid_lrs", "grid_betas", "grid_obj"))}}
   summary["seconds"] = {"known_answer": time.perf_counter() - t0}
 
-  print("[2/3] meta-training on the family", flush=True)
+  print("[2/4] meta-training on the family", flush=True)
   t0 = time.perf_counter()
   runs = {}
   for seed in range(args.seeds):
@@ -238,12 +316,10 @@ def main(argv=None) -> None:
       "es_cosine": hd_run["es_cosine"],
       "rates": list(hd_kind.rates(hd_run["theta"]))}
 
-  print("[3/3] held-out protocol", flush=True)
+  print("[3/4] held-out protocol", flush=True)
   t0 = time.perf_counter()
   mlr0 = mlr_runs[0]
-  names = {"mlr": "MLR-SNet (meta-trained)", "mlr0": "MLR-SNet (untrained)",
-           "hd_meta": "HD (meta-trained rates)", "hd": "HD (hyper_lr 1e-3)",
-           "sa": "self-adaptive"}
+  names = NAMES
   methods = {
       names["mlr"]: family_job.controller_method(mlr0["config"],
                                                  mlr0["theta"]),
@@ -276,6 +352,11 @@ def main(argv=None) -> None:
                         "learned rates vs family-tuned cosine, held-out "
                         "instances")
   summary["family_lr"] = {n: r.family_lr for n, r in results.items()}
+  if not args.skip_transfer:
+    print("[4/4] frozen transfer", flush=True)
+    t0 = time.perf_counter()
+    summary.update(transfer(cfg, out, mlr0, hd_run))
+    summary["seconds"]["transfer"] = time.perf_counter() - t0
   summary["seconds"]["total"] = time.perf_counter() - t_start
   (out / "summary.json").write_text(json.dumps(summary, indent=1,
                                                default=float))

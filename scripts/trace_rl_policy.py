@@ -8,7 +8,9 @@ the base rates the run tuned (``summary.json``). Prints, per task, a table of
 every feature (first decision, last decision, mean) and the greedy factors,
 and writes ``trace.md`` into the run folder. Use it when a transferred policy
 behaves differently from how it behaved on its training task: features whose
-range differs between the two tables are the ones it extrapolates on.
+range differs between the two tables are the ones it extrapolates on. (A
+task-family run, ``configs/rl_family.py``, writes such ranges itself into
+``features.md``.)
 
   python scripts/trace_rl_policy.py results/rl_fmnist_small
 """
@@ -22,18 +24,18 @@ import pathlib
 import jax
 import ml_collections
 
-from lrmeta.controllers.rl_policy import FEATURE_NAMES, keep_index
+from lrmeta.controllers.rl_policy import feature_names, keep_index
 from lrmeta.experiments import rl_loop
 from lrmeta.learned.rl_policy import policy_trace
 
 
-def _table(name: str, steps: int, lr: float, tr: dict) -> list[str]:
+def _table(name: str, steps: int, lr: float, tr: dict, names) -> list[str]:
   obs = tr["obs"]
   lines = [f"## {name}: {steps} steps, base lr {lr:g}, "
            f"{obs.shape[0]} decisions", "",
            "| feature | first | last | mean |", "|---|---|---|---|"]
   for i in range(obs.shape[1]):
-    lines.append(f"| {FEATURE_NAMES[i]} | {obs[0, i]:+.3f} | "
+    lines.append(f"| {names[i]} | {obs[0, i]:+.3f} | "
                  f"{obs[-1, i]:+.3f} | {obs[:, i].mean():+.3f} |")
   if "probs" in tr:
     greedy = tr["factors"][tr["probs"].argmax(-1)]
@@ -62,17 +64,18 @@ def main(argv=None):
   key = jax.random.key(args.seed)
   task = rl_loop.build_task(cfg)
   steps, lr = summary["steps"], summary["tuned_lr"]["rl_policy"]
+  names = feature_names(cfg.env.features)
   md = [f"# Policy trace: {run}", "",
         f"Seed {args.seed}; observations after each decision window "
         "(what the next decision reads).", ""]
   md += _table(task.name, steps, lr,
-               policy_trace(ckpt, task, steps, key, learning_rate=lr))
+               policy_trace(ckpt, task, steps, key, learning_rate=lr), names)
   if "transfer" in summary:
     ttask, tsteps = rl_loop.transfer_task(cfg)
     tlr = summary["transfer"]["tuned_lr"]["rl_policy"]
     md += _table(ttask.name + " (transfer)", tsteps, tlr,
-                 policy_trace(ckpt, ttask, tsteps, key,
-                                     learning_rate=tlr))
+                 policy_trace(ckpt, ttask, tsteps, key, learning_rate=tlr),
+                 names)
   text = "\n".join(md)
   (run / "trace.md").write_text(text)
   print(text)

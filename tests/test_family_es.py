@@ -189,3 +189,13 @@ def test_learned_schedule_family_job_end_to_end(tmp_path, capsys):
   saved = learned.load(str(out / "checkpoints" / "controller"))
   assert saved.kind == "learned_schedule"
   assert "pooled" in (out / "heldout.md").read_text()
+  # Frozen transfer (debug: the small CNN on 1,000 Fashion-MNIST images),
+  # paired against tuned cosine: the untrained schedule with its base rate
+  # tuned on the same grid is constant SGD, as is the constant baseline.
+  vs = summary["transfer_cnn_vs_cosine"]
+  assert set(vs) == {"learned_schedule (meta-trained)",
+                     "learned_schedule (untrained)", "constant", "step",
+                     "warmup_cosine"}
+  assert vs["learned_schedule (untrained)"]["mean"] == pytest.approx(
+      vs["constant"]["mean"], abs=1e-4)
+  assert "Transfer: fashion_mnist/small_cnn" in (out / "summary.md").read_text()

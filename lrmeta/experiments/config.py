@@ -219,3 +219,88 @@ def task_config(dataset: str = "fashion_mnist", model: str = "small_cnn"
   t.data_seed = 0
   t.data_dir = ""        # "": LRMETA_DATA_DIR / the standard locations
   return t
+
+
+def ppo_config(num_envs: int, iterations: int, checkpoint_every: int
+               ) -> ml_collections.ConfigDict:
+  """The ``ppo`` block of the RL configs (read by
+  :func:`lrmeta.experiments.rl_loop.train_policy`); the update settings are
+  Schulman et al.'s, with a 1e-3 learning rate for the small actors."""
+  p = ml_collections.ConfigDict()
+  p.num_envs = num_envs
+  p.iterations = iterations
+  p.epochs = 4
+  p.minibatches = 4
+  p.learning_rate = 1e-3
+  p.ent_coef = 0.01
+  p.gamma = 0.99
+  p.gae_lambda = 0.95
+  p.clip_eps = 0.2
+  p.checkpoint_every = checkpoint_every
+  return p
+
+
+def actor_critic_config(num_envs: int, episodes: int
+                        ) -> ml_collections.ConfigDict:
+  """The ``actor_critic`` block of the RL configs: ``episodes`` batches of
+  ``num_envs`` runs (Xu, Qin et al. 2017's actor-critic)."""
+  a = ml_collections.ConfigDict()
+  a.num_envs = num_envs
+  a.episodes = episodes
+  a.actor_lr = 1e-3
+  a.critic_lr = 3e-3
+  a.noise_std = 0.3
+  a.gamma = 0.95
+  return a
+
+
+def _transfer_section(dataset: str, model: str, batch_size: int, steps: int,
+                      lr_grid: tuple[float, ...], num_val: int = 5000
+                      ) -> ml_collections.ConfigDict:
+  t = ml_collections.ConfigDict()
+  t.dataset = dataset
+  t.model = model                # at its default widths
+  t.max_train = 0                # 0: the whole training split
+  t.num_val = num_val
+  t.batch_size = batch_size
+  t.steps = steps
+  t.lr_grid = lr_grid
+  t.tune_seeds = (100,)
+  t.test_seeds = tuple(range(1000, 1010))
+  return t
+
+
+def family_transfer_config(variant: str = "") -> ml_collections.ConfigDict:
+  """The ``transfer`` block of the task-family configs: controllers trained
+  on the family, frozen, on the small CNN on full-size Fashion-MNIST
+  (``cnn``) and ResNet-8 on the CIFAR-10 JPEG copy (``cifar``) against
+  tuned baselines (read by
+  :func:`lrmeta.experiments.family_job.transfer_stage`).
+
+  Variants: ``""`` (GPU-sized), ``"small"`` (2 CPU cores: the CNN 400
+  steps of batch 32, 10 paired seeds; ResNet-8 200 steps of batch 32 on
+  10,000 images, 5 seeds) and ``"debug"`` (seconds; the small CNN on both).
+  """
+  c = ml_collections.ConfigDict()
+  c.enabled = True
+  c.tasks = ("cnn", "cifar")
+  grid = (0.025, 0.05, 0.1, 0.2, 0.4)
+  c.cnn = _transfer_section("fashion_mnist", "small_cnn", 128, 2000, grid)
+  c.cifar = _transfer_section("cifar10", "resnet8", 128, 4000, grid)
+  if variant == "small":
+    c.cnn.batch_size, c.cnn.steps, c.cnn.num_val = 32, 400, 2000
+    c.cnn.lr_grid = (0.025, 0.05, 0.1, 0.2)
+    c.cifar.batch_size, c.cifar.steps = 32, 200
+    c.cifar.max_train, c.cifar.num_val = 10000, 1000
+    c.cifar.lr_grid = (0.05, 0.1, 0.2)
+    c.cifar.test_seeds = tuple(range(1000, 1005))
+  elif variant == "debug":
+    for t in (c.cnn, c.cifar):
+      t.max_train, t.num_val, t.batch_size, t.steps = 1000, 200, 16, 8
+      t.lr_grid = (0.1,)
+      t.test_seeds = (1000, 1001)
+    c.cifar.model = "small_cnn"  # ResNet-8 compiles too slowly for tests
+  elif variant:
+    raise ValueError(f"unknown transfer variant {variant!r}")
+  return c
+

@@ -11,6 +11,11 @@ protocol.
    step, cosine and warm-up + cosine, whose peak rate is tuned per instance
    and once for the whole family (grid ``grid_low * sqrt(2)**k``, widened
    at an edge).
+3. Transfer (``cfg.transfer``, when enabled): the same two controllers,
+   frozen, on the small CNN on full-size Fashion-MNIST and ResNet-8 on the
+   CIFAR-10 JPEG copy against the four baselines, every base rate tuned on
+   validation (:func:`transfer_stage`), paired test seeds; summary keys
+   ``transfer_<task>_vs_cosine``.
 
 The results folder holds ``config.json``, ``meta_metrics.jsonl``,
 ``summary.md``, ``summary.json``, ``heldout.md``, ``meta_training.png``,
@@ -23,21 +28,25 @@ from __future__ import annotations
 import json
 import pathlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from lrmeta import learned
 from lrmeta.experiments import results as res
-from lrmeta.experiments.compare import (FamilyProtocol, Method,
-                                        compare_family, family_differences,
-                                        fixed, sqrt2_grid)
+from lrmeta.experiments.compare import (FamilyProtocol, Method, Protocol,
+                                        compare, compare_family,
+                                        family_differences, fixed,
+                                        paired_difference, sqrt2_grid)
 from lrmeta.experiments.family_loop import (SETUPS, build_family,
                                             meta_train_family,
                                             objective_first_last)
-from lrmeta.experiments.optim import family_baselines
+from lrmeta.experiments.optim import family_baselines, schedule_method
+from lrmeta.tasks import make_task
 from lrmeta.tasks.family import HELD_OUT_SEED_BASE, Family, Instance
 
+FOUR_BASELINES = ("constant", "step", "cosine", "warmup_cosine")
 # Held-out runs: test seeds from HELD_OUT_SEED_BASE, tuning seeds above them.
 TUNE_SEED_OFFSET = 1_000
 
@@ -57,15 +66,22 @@ def protocol(cfg) -> FamilyProtocol:
       tuple(HELD_OUT_SEED_BASE + i for i in range(t.num_seeds)))
 
 
+def controller_at(config: dict, theta: Any, steps: int, *,
+                  tune: bool = False) -> Method:
+  """A saved-form controller for a budget of ``steps``: as saved, or with its
+  base rate (``learning_rate=``) left for the protocol to tune."""
+  kind = learned.get(config["controller"])
+  signals = kind.signals(config, steps)
+  if not tune:
+    return fixed(kind.optimizer(theta, config, steps), signals)
+  return Method(lambda lr: kind.optimizer(theta, config, steps,
+                                          learning_rate=lr), signals)
+
+
 def controller_method(config: dict, theta: Any):
   """A saved-form controller as a fixed family method (built per shape's
   budget)."""
-  kind = learned.get(config["controller"])
-
-  def make(shape: Instance):
-    return fixed(kind.optimizer(theta, config, shape.num_steps),
-                 kind.signals(config, shape.num_steps))
-  return make
+  return lambda shape: controller_at(config, theta, shape.num_steps)
 
 
 def tuned_method(make_optimizer):
@@ -77,13 +93,73 @@ def tuned_method(make_optimizer):
 def tuned_controller_method(config: dict, theta: Any):
   """A saved-form controller whose base rate (``learning_rate=``) the
   protocol tunes, built per shape's budget."""
-  kind = learned.get(config["controller"])
+  return lambda shape: controller_at(config, theta, shape.num_steps,
+                                     tune=True)
 
-  def make(shape: Instance):
-    return Method(lambda lr: kind.optimizer(theta, config, shape.num_steps,
-                                            learning_rate=lr),
-                  kind.signals(config, shape.num_steps))
-  return make
+
+# -- frozen transfer -------------------------------------------------------------
+
+
+def transfer_task(section):
+  """The task of a transfer section (``dataset``, ``model`` at its default
+  widths, ``batch_size``, ``num_val``, ``max_train``; 0: all)."""
+  return make_task(section.dataset, section.model,
+                   batch_size=section.batch_size,
+                   data_kwargs={"num_val": section.num_val,
+                                "max_train": section.max_train or None})
+
+
+def accuracy_points(result) -> np.ndarray:
+  """Final test accuracy per seed in points; a diverged (NaN) run counts
+  as 0, as in the held-out protocol."""
+  return 100 * np.nan_to_num(np.asarray(result.hist.final("test_acc"),
+                                        np.float64), nan=0.0)
+
+
+def transfer_stage(section, methods: dict[str, Any], *, momentum: float,
+                   baselines: Sequence[str] = ("cosine",), log=None) -> dict:
+  """Frozen methods on a transfer task against tuned baselines.
+
+  Args:
+    section: a transfer config section (:func:`transfer_task`'s keys plus
+      ``steps``, ``lr_grid``, ``tune_seeds``, ``test_seeds``).
+    methods: name -> ``steps -> Method`` (e.g. :func:`controller_at`).
+    momentum: the baselines' SGD momentum.
+    baselines: classic schedules, peak rate tuned like every tunable
+      method's base rate (on validation, over ``lr_grid``); must include
+      ``"cosine"``, the reference.
+    log: progress lines (``None``: silent).
+
+  Returns:
+    ``{"task", "results" (:func:`compare`'s), "vs_cosine": name -> paired
+    test-accuracy interval in points}``.
+  """
+  task = transfer_task(section)
+  steps = int(section.steps)
+  everything = {b: schedule_method(b, steps, momentum=momentum)
+                for b in baselines}
+  everything.update({n: make(steps) for n, make in methods.items()})
+  protocol = Protocol(steps, tuple(section.lr_grid),
+                      tuple(section.tune_seeds), tuple(section.test_seeds),
+                      num_evals=1, executor="sequential")
+  results = compare(task, everything, protocol, log=log)
+  ref = accuracy_points(results["cosine"])
+  vs = {n: interval(paired_difference(accuracy_points(r), ref))
+        for n, r in results.items() if n != "cosine"}
+  return {"task": task, "results": results, "vs_cosine": vs}
+
+
+def transfer_note(section, stage: dict, names: Sequence[str]) -> str:
+  """One paragraph on a transfer stage: the task and the paired intervals
+  of ``names`` against tuned cosine."""
+  vs = "; ".join(f"{n} - cosine: {d['mean']:+.2f} [{d['ci_low']:+.2f}, "
+                 f"{d['ci_high']:+.2f}] points"
+                 for n, d in stage["vs_cosine"].items() if n in names)
+  return (f"{stage['task'].name} ({section.max_train or 'all'} training "
+          f"images; CIFAR-10 is the JPEG copy), {section.steps} steps of "
+          f"batch {section.batch_size}; base rates tuned on validation over "
+          f"{tuple(section.lr_grid)} (seeds {tuple(section.tune_seeds)}); "
+          f"{len(section.test_seeds)} paired test seeds. {vs}.")
 
 
 def meta_train_saved(cfg, folder: pathlib.Path, *, theta0: Any = None,
@@ -195,7 +271,33 @@ def _run(cfg, out: pathlib.Path, quiet: bool) -> dict:
                           rate_curves(results, (learned_name, "cosine")),
                           f"{name} (meta-trained) vs family-tuned cosine on "
                           f"held-out instances")
-    sections.append(("Held-out instances", _test_note(cfg, results), table))
+    sections.append(("Held-out instances", test_note(cfg, results), table))
+  if "transfer" in cfg and cfg.transfer.enabled:
+    tune = SETUPS[name].tune_base
+    methods = {
+        label: (lambda steps, th=th: controller_at(mt["config"], th, steps,
+                                                   tune=tune))
+        for label, th in ((f"{name} (meta-trained)", mt["theta"]),
+                          (f"{name} (untrained)", mt["theta0"]))}
+    for task_name in cfg.transfer.tasks:
+      section = cfg.transfer[task_name]
+      print(f"[transfer] {section.dataset} / {section.model}: {section.steps} "
+            f"steps of batch {section.batch_size}, controllers frozen",
+            flush=True)
+      t0 = time.perf_counter()
+      stage = transfer_stage(section, methods, momentum=cfg.test.momentum,
+                             baselines=FOUR_BASELINES,
+                             log=None if quiet else print)
+      summary["seconds"][f"transfer_{task_name}"] = time.perf_counter() - t0
+      summary[f"transfer_{task_name}_vs_cosine"] = stage["vs_cosine"]
+      sections.append((f"Transfer: {stage['task'].name}",
+                       transfer_note(section, stage, list(stage["vs_cosine"])),
+                       res.markdown_table(
+                           ["method", "tuned base lr", "test acc",
+                            "test loss", "val acc"],
+                           res.result_rows(stage["results"],
+                                           ("test_acc", "test_loss",
+                                            "val_acc")))))
   summary["seconds"]["total"] = time.perf_counter() - t_start
   text = res.write_summary(out, cfg.name, sections)
   res.write_timings(out, summary["seconds"])
@@ -220,7 +322,7 @@ def _meta_note(cfg, mt, first, last) -> str:
           f"momentum 0.9 on the same runs): {first:.4f} -> {last:.4f}.{cos}")
 
 
-def _test_note(cfg, results) -> str:
+def test_note(cfg, results) -> str:
   lrs = {n: r.family_lr for n, r in results.items()
          if r.family_lr is not None}
   return (f"{len(next(iter(results.values())).per_instance)} held-out "
@@ -231,6 +333,7 @@ def _test_note(cfg, results) -> str:
           f"{ {n: round(v, 5) for n, v in lrs.items()} }).")
 
 
-__all__ = ["controller_method", "heldout_shapes", "interval", "judge",
+__all__ = ["accuracy_points", "controller_at", "controller_method", "heldout_shapes", "interval", "judge",
            "meta_train_saved", "protocol", "rate_curves", "run",
+           "test_note", "transfer_note", "transfer_stage", "transfer_task",
            "tuned_controller_method", "tuned_method", "versus_cosine"]

@@ -119,10 +119,20 @@ def _schedule_config(cfg) -> dict:
                         trained_on="task family")
 
 
+def _rl_config(cfg) -> dict:
+  """The RL policy's saved config: from ``cfg.env`` when the config has one
+  (``configs/rl_family.py``), else the family defaults (scale-free
+  features, the discrete factors, 20 decisions, rate
+  ``controller.base_lr``)."""
+  from lrmeta.experiments import rl_family  # pylint: disable=import-outside-toplevel
+  return rl_family.saved_config(cfg)
+
+
 SETUPS: dict[str, Setup] = {
     "mlr_snet": Setup(_mlr_config),
     "hypergradient": Setup(_hd_config),
     "learned_schedule": Setup(_schedule_config, tune_base=True),
+    "rl_policy": Setup(_rl_config, tune_base=True),
 }
 
 
@@ -152,6 +162,19 @@ def optimizer_for_budget(config: dict):
                                json.dumps(config, sort_keys=True))
 
 
+@functools.lru_cache(maxsize=None)
+def _signals_for_budget(kind: str, config_json: str):
+  controller, config = learned.get(kind), json.loads(config_json)
+  return lambda num_steps: controller.signals(config, num_steps)
+
+
+def signals_for_budget(config: dict):
+  """The shared ``T -> signal function`` of a saved config (the signals the
+  controller reads in a training loop)."""
+  return _signals_for_budget(config["controller"],
+                             json.dumps(config, sort_keys=True))
+
+
 def make_estimator(cfg, config: dict, shapes, *, num_pairs: int | None = None
                    ) -> FamilyES:
   """The :class:`FamilyES` of ``cfg.meta`` on ``shapes``."""
@@ -159,26 +182,28 @@ def make_estimator(cfg, config: dict, shapes, *, num_pairs: int | None = None
   return FamilyES(optimizer_for_budget(config), tuple(shapes),
                   num_pairs=int(num_pairs or m.es_pairs), sigma=m.es_sigma,
                   shapes_per_step=m.shapes_per_step,
-                  perturb=perturbed_keys(cfg), truncate=m.truncate or None)
+                  perturb=perturbed_keys(cfg), truncate=m.truncate or None,
+                  signals_for_budget=signals_for_budget(config))
 
 
 # -- the run -------------------------------------------------------------------
 
 
 def meta_train_family(cfg, out: pathlib.Path, quiet: bool = False, *,
-                      theta0: Any = None) -> dict:
+                      theta0: Any = None,
+                      shapes: tuple[Instance, ...] | None = None) -> dict:
   """Meta-trains ``cfg.controller`` on the family by whole-run ES, from
   ``theta0`` (default: the kind's initialisation with key ``cfg.seed``;
   pass a theta to continue, e.g. a second stage that perturbs more
-  parameters).
+  parameters), on ``shapes`` (default: :func:`training_shapes`).
 
   Returns:
     ``{"config", "theta0", "theta", "trace" (per meta-step; ``val_objective``
     where evaluated), "es_cosine" (at theta0, or None), "shapes",
     "validation", "seconds"}``.
   """
-  family = build_family(cfg)
-  shapes = training_shapes(cfg, family)
+  if shapes is None:
+    shapes = training_shapes(cfg, build_family(cfg))
   config = SETUPS[cfg.controller.name].config(cfg)
   kind = learned.get(config["controller"])
   if theta0 is None:
@@ -244,4 +269,5 @@ def objective_first_last(trace: list[dict]) -> tuple[float, float]:
 
 __all__ = ["SETUPS", "Setup", "build_family", "make_estimator",
            "meta_train_family", "objective_first_last", "optimizer_for_budget",
-           "parse_source", "perturbed_keys", "training_shapes"]
+           "parse_source", "perturbed_keys", "signals_for_budget",
+           "training_shapes"]

@@ -16,20 +16,29 @@ from lrmeta.experiments.config import apply_overrides, load_config
 
 
 def table_script(description: str, config: str, variants: tuple[str, str],
-                 table: Callable[[Any, dict], str], argv=None) -> None:
+                 table: Callable[[Any, dict], str], argv=None, *,
+                 family: tuple[str, Callable[[Any, dict], str]] | None = None
+                 ) -> None:
   """The ``main`` of the RL paper-table scripts: ``--small`` picks the
   second of ``variants`` (full, small) of ``config``; ``--config.*``
   overrides pass through; ``--table-only`` rebuilds ``table.md`` from the
   finished run's resolved config and summary instead of running the job.
-  Writes ``table.md`` in the results folder and prints it and the summary.
+  With ``family=(config, table)``, ``--family`` runs that config (same
+  variant names) and table instead. Writes ``table.md`` in the results
+  folder and prints it and the summary.
   """
   p = argparse.ArgumentParser(description=description)
   p.add_argument("--small", action="store_true",
                  help=f"CPU variant ({config}:{variants[1]})")
+  if family is not None:
+    p.add_argument("--family", action="store_true",
+                   help=f"train over the task family ({family[0]})")
   p.add_argument("--table-only", action="store_true",
                  help="rebuild table.md from an existing results folder")
   p.add_argument("--quiet", action="store_true")
   args, overrides = p.parse_known_args(argv)
+  if getattr(args, "family", False):
+    config, table = family
   cfg = apply_overrides(
       load_config(f"{config}:{variants[int(args.small)]}"), overrides)
   out = pathlib.Path(cfg.output_dir)

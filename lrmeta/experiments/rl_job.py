@@ -74,7 +74,11 @@ def _records(tag, results):
 
 def run(cfg, *, quiet: bool = False) -> dict:
   """Runs the three stages; writes the results folder; returns the summary
-  (also printed as the last line)."""
+  (also printed as the last line). A config with a ``family`` section trains
+  over the task family instead (:mod:`lrmeta.experiments.rl_family`)."""
+  if "family" in cfg:
+    from lrmeta.experiments import rl_family  # pylint: disable=import-outside-toplevel
+    return rl_family.run(cfg, quiet=quiet)
   with res.results_folder(cfg.output_dir, keep=("ckpt",)) as out:
     summary = _run(cfg, out, quiet)
   print(json.dumps(summary))

@@ -46,14 +46,16 @@ def policy_config(cfg) -> PolicyConfig:
                       probe_size=e.probe_size, hidden=tuple(e.hidden))
 
 
-def env_config(cfg) -> LREnvConfig:
-  """The environment's configuration (``cfg.env``)."""
+def env_config(cfg, policy: PolicyConfig | None = None) -> LREnvConfig:
+  """The environment's configuration (``cfg.env``; the policy of
+  :func:`policy_config` unless ``policy`` is given)."""
   e = cfg.env
   check_range(cfg, "env.base_lr", 1e-8)
   check_range(cfg, "env.momentum", 0.0, 1.0)
   check_range(cfg, "env.init_log_lr_range", 0.0, 5.0)
   check_range(cfg, "env.final_weight", 0.0)
-  return LREnvConfig(policy=policy_config(cfg), base_lr=e.base_lr,
+  policy = policy_config(cfg) if policy is None else policy
+  return LREnvConfig(policy=policy, base_lr=e.base_lr,
                      momentum=e.momentum, val_batch_size=e.val_batch_size,
                      reward=e.reward, shaping=e.shaping,
                      final_weight=e.final_weight,

@@ -375,6 +375,19 @@ RULES: dict[str, Check] = {
     "transfer.schedules": SCHEDULES,
     "transfer.tune_seeds": SEEDS,
     "transfer.test_seeds": SEEDS,
+    # rl-train over the task family
+    "algos": sequence(one_of(("ppo", "actor_critic", "es")),
+                      what="trainers 'ppo', 'actor_critic', 'es'"),
+    "env.decisions": COUNT,
+    "transfer.tasks": sequence(one_of(("cnn", "cifar")), nonempty=False,
+                               what="transfer sections 'cnn', 'cifar'"),
+    **{f"transfer.{name}.{key}": rule
+       for name in ("cnn", "cifar")
+       for key, rule in (("dataset", one_of(_datasets)),
+                         ("model", one_of(_models)), ("max_train", COUNT0),
+                         ("num_val", COUNT), ("batch_size", COUNT),
+                         ("steps", COUNT), ("lr_grid", GRID),
+                         ("tune_seeds", SEEDS), ("test_seeds", SEEDS))},
 }
 
 
@@ -443,6 +456,9 @@ def check_data(flat: dict) -> None:
            flat.get("transfer.task.data_dir") or None)
   if uses_transfer and "transfer.dataset" in flat:
     locate(flat["transfer.dataset"])
+  for name in ("cnn", "cifar"):
+    if uses_transfer and f"transfer.{name}.dataset" in flat:
+      locate(flat[f"transfer.{name}.dataset"])
   for source in flat.get("family.sources", ()):
     locate(source.partition(":")[0])
 

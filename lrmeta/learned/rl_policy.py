@@ -103,7 +103,7 @@ def policy_trace(ckpt_dir: str, task, num_steps: int, key: jax.Array, *,
 
   Trains one run of ``num_steps`` under the frozen policy and, after each
   decision window, records the observation (``obs``, ``[decisions,
-  features]``, names in ``lrmeta.controllers.rl_policy.FEATURE_NAMES``), the
+  features]``, names from ``lrmeta.controllers.rl_policy.feature_names``), the
   actor's output (``probs`` over the factors for a discrete policy, ``mean``
   log-factor for a continuous one) and the rate applied during the window
   (``lr``).

@@ -34,6 +34,7 @@ from lrmeta.tasks.base import Task
 from lrmeta.tasks.family import Instance, group_by_shape, instance_task
 from lrmeta.train import (History, TrainState, init_state, run_steps, train,
                           train_population)
+from lrmeta.train.state import SignalsFn
 
 MakeOptimizer = Callable[[Any], optax.GradientTransformation]
 
@@ -120,15 +121,20 @@ def final_val_losses(instances: Sequence[Instance],
 
 
 def val_loss_after_training(task: Task, optimizer: optax.GradientTransformation,
-                            key: jax.Array, num_steps: int) -> jax.Array:
-  """One whole run's final loss over the validation split (pure)."""
+                            key: jax.Array, num_steps: int, *,
+                            signals: SignalsFn | None = None) -> jax.Array:
+  """One whole run's final loss over the validation split (pure);
+  ``signals`` (default: the minibatch loss) feed the transformation's extra
+  args."""
   state = init_state(task, optimizer, key)
-  state, _ = run_steps(task, optimizer, state, num_steps)
+  state, _ = run_steps(task, optimizer, state, num_steps,
+                       **({} if signals is None else {"signals": signals}))
   return task.evaluate(state.params, state.model_state, "val")["loss"]
 
 
 @functools.lru_cache(maxsize=64)
-def group_val_loss_fn(shape: Instance, make_optimizer: MakeOptimizer
+def group_val_loss_fn(shape: Instance, make_optimizer: MakeOptimizer,
+                      signals: SignalsFn | None = None
                       ) -> Callable[[Any, jax.Array], jax.Array]:
   """A jitted ``(hparams [K], keys [K]) -> final val losses [K]`` for a shape.
 
@@ -140,6 +146,8 @@ def group_val_loss_fn(shape: Instance, make_optimizer: MakeOptimizer
   Args:
     shape: the group's :attr:`Instance.shape`.
     make_optimizer: ``hparams_i -> optax transformation``.
+    signals: the training loop's signal function (``None``: the minibatch
+      loss), e.g. a learned controller's ``signals(config, num_steps)``.
 
   Returns:
     The jitted function.
@@ -148,7 +156,7 @@ def group_val_loss_fn(shape: Instance, make_optimizer: MakeOptimizer
 
   def member(h, key):
     return val_loss_after_training(task, make_optimizer(h), key,
-                                   shape.num_steps)
+                                   shape.num_steps, signals=signals)
   return jax.jit(jax.vmap(member))
 
 

@@ -63,6 +63,9 @@ MakeOptimizer = Callable[[Theta], optax.GradientTransformation]
 # budget T -> MakeOptimizer (called once per budget; the result is cached so
 # the compiled programs of that budget are reused).
 OptimizerForBudget = Callable[[int], MakeOptimizer]
+# budget T -> the training loop's signal function (a controller's
+# ``signals(config, T)``), when it reads more than the minibatch loss.
+SignalsForBudget = Callable[[int], Any]
 
 # Training runs draw seeds in [0, VALIDATION_SEED_BASE); the fixed
 # validation instances use seeds from VALIDATION_SEED_BASE up, and held-out
@@ -132,6 +135,9 @@ class FamilyES:
       resolve ``d`` directions, so restricting a large controller to a few
       of its parameters (e.g. MLR-SNet's output layer) is what makes the
       estimate informative at tens of pairs.
+    signals_for_budget: ``T -> signal function`` of the runs (``None``: the
+      minibatch loss), for controllers that read more (e.g. the RL policy's
+      validation loss once per decision).
   """
 
   optimizer_for_budget: OptimizerForBudget
@@ -141,6 +147,7 @@ class FamilyES:
   shapes_per_step: int = 4
   perturb: tuple[str, ...] | None = None
   truncate: int | None = None
+  signals_for_budget: SignalsForBudget | None = None
 
   host_side = True  # not traceable: meta_train leaves the outer step unjitted
 
@@ -207,8 +214,10 @@ class FamilyES:
     out = np.full((len(instances),), np.nan)
     for shape, idx in group_by_shape(instances).items():
       make = _for_budget(self.optimizer_for_budget, shape.num_steps)
+      signals = (None if self.signals_for_budget is None else
+                 _for_budget(self.signals_for_budget, shape.num_steps))
       h = jax.tree.map(lambda x: jnp.asarray(x[idx], jnp.float32), thetas)
-      losses = runs.group_val_loss_fn(self._scored(shape), make)(
+      losses = runs.group_val_loss_fn(self._scored(shape), make, signals)(
           h, runs.group_keys([instances[i] for i in idx]))
       out[idx] = np.asarray(losses)
     return out
