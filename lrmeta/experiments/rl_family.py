@@ -354,8 +354,10 @@ def _run(cfg, out: pathlib.Path, quiet: bool) -> dict:
       f"Observations of {LABELS[algos[0]]} (greedy), p5 / median / p95 per "
       f"feature over every decision; training and held-out shapes: 4 "
       f"episodes per shape in the training environment (base rate "
-      f"{cfg.env.base_lr}, random start as in training); transfer: one run "
-      f"at the policy's tuned base rate.\n\n"
+      f"{cfg.env.base_lr}, random start as in training), the observations "
+      f"the decisions read; transfer: one run at the policy's tuned base "
+      f"rate, the observations after each decision window (what decisions "
+      f"2 to N read, and the final state).\n\n"
       + ftable)
   sections.append(("Observation ranges", "Headline policy, greedy.",
                    ftable))
