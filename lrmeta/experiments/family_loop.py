@@ -26,13 +26,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lrmeta import learned
+from lrmeta.controllers.rl_policy import PolicyConfig
+from lrmeta.experiments.config import ConfigError
 from lrmeta.experiments.meta_loop import read_trace
 from lrmeta.learned import hypergradient as hd_kind
 from lrmeta.learned import learned_schedule as ls_kind
 from lrmeta.learned import mlr_snet as mlr_kind
+from lrmeta.learned import rl_policy as rl_kind
 from lrmeta.meta import (MetaCheckpointer, MetaTrainer, default_meta_optimizer,
                          meta_train)
 from lrmeta.meta.family_es import FamilyES, es_cosine, validation_objective
+from lrmeta.rl.family import family_policy_config
 from lrmeta.tasks.family import Family, Instance
 
 # "dataset:pool" strings of the config -> Family.sources entries.
@@ -119,20 +123,62 @@ def _schedule_config(cfg) -> dict:
                         trained_on="task family")
 
 
-def _rl_config(cfg) -> dict:
-  """The RL policy's saved config: from ``cfg.env`` when the config has one
-  (``configs/rl_family.py``), else the family defaults (scale-free
-  features, the discrete factors, 20 decisions, rate
-  ``controller.base_lr``)."""
-  from lrmeta.experiments import rl_family  # pylint: disable=import-outside-toplevel
-  return rl_family.saved_config(cfg)
+# The RL actor's settings when a config has no ``env`` section (e.g.
+# ``lrmeta meta-train --config configs/family_es.py
+# --config.controller.name=rl_policy``).
+DEFAULT_RL_ENV = {"decisions": 20, "features": "scale_free",
+                  "factors": (0.5, 0.8, 1.0, 1.25, 2.0),
+                  "max_log_factor": 0.7, "hidden": (32, 32),
+                  "probe_size": 64, "val_batch_size": 128, "keep_bias": 1.0}
+
+
+def _rl_env(cfg) -> dict:
+  """The actor's settings: ``cfg.env`` or :data:`DEFAULT_RL_ENV` with the
+  controller's base rate and momentum."""
+  if "env" in cfg:
+    return dict(cfg.env)
+  return {**DEFAULT_RL_ENV, "base_lr": cfg.controller.base_lr,
+          "momentum": cfg.controller.momentum}
+
+
+def rl_policy_config(cfg, action: str = "discrete") -> PolicyConfig:
+  """The RL policy for the family's shortest budget split into
+  ``env.decisions`` windows (deployed on any budget with the same number of
+  decisions)."""
+  e = _rl_env(cfg)
+  shortest = min(int(t) for t in cfg.family.num_steps)
+  for steps in cfg.family.num_steps:
+    if int(steps) % int(e["decisions"]):
+      raise ConfigError(f"config key 'env.decisions' ({e['decisions']}) must "
+                        f"divide every budget of 'family.num_steps' "
+                        f"{tuple(cfg.family.num_steps)}")
+  pcfg = PolicyConfig(steps_per_action=1, total_steps=shortest,
+                      features=e["features"], action=action,
+                      factors=tuple(e["factors"]),
+                      max_log_factor=e["max_log_factor"],
+                      probe_size=e["probe_size"], hidden=tuple(e["hidden"]))
+  return family_policy_config(pcfg, shortest, int(e["decisions"]))
+
+
+def rl_saved_config(cfg, action: str = "discrete", **extra) -> dict:
+  """The saved-controller config of an RL policy trained on the family:
+  from ``cfg.env`` when the config has one (``configs/rl_family.py``), else
+  the family defaults (scale-free features, the discrete factors, 20
+  decisions, rate ``controller.base_lr``)."""
+  e = _rl_env(cfg)
+  return {"controller": rl_kind.NAME,
+          "policy": rl_kind.policy_dict(rl_policy_config(cfg, action)),
+          "base_lr": float(e["base_lr"]), "momentum": float(e["momentum"]),
+          "val_batch_size": int(e["val_batch_size"]),
+          "keep_bias": float(e["keep_bias"]), "trained_on": "task family",
+          **extra}
 
 
 SETUPS: dict[str, Setup] = {
     "mlr_snet": Setup(_mlr_config),
     "hypergradient": Setup(_hd_config),
     "learned_schedule": Setup(_schedule_config, tune_base=True),
-    "rl_policy": Setup(_rl_config, tune_base=True),
+    "rl_policy": Setup(rl_saved_config, tune_base=True),
 }
 
 
@@ -267,7 +313,7 @@ def objective_first_last(trace: list[dict]) -> tuple[float, float]:
   return float(vals[0]), float(vals[-1])
 
 
-__all__ = ["SETUPS", "Setup", "build_family", "make_estimator",
+__all__ = ["DEFAULT_RL_ENV", "SETUPS", "Setup", "build_family", "make_estimator",
            "meta_train_family", "objective_first_last", "optimizer_for_budget",
-           "parse_source", "perturbed_keys", "signals_for_budget",
-           "training_shapes"]
+           "parse_source", "perturbed_keys", "rl_policy_config",
+           "rl_saved_config", "signals_for_budget", "training_shapes"]

@@ -47,12 +47,13 @@ import numpy as np
 from lrmeta import learned
 from lrmeta.controllers.rl_policy import PolicyConfig, feature_names
 from lrmeta.experiments import family_job, rl_loop
+from lrmeta.experiments import family_loop
 from lrmeta.experiments import results as res
 from lrmeta.experiments.config import ConfigError
 from lrmeta.experiments.family_loop import build_family, meta_train_family
 from lrmeta.learned import rl_policy as rl
 from lrmeta.rl.env import LREnvConfig, rollout
-from lrmeta.rl.family import family_envs, family_policy_config
+from lrmeta.rl.family import family_envs
 from lrmeta.rl.family import training_shapes as rl_training_shapes
 from lrmeta.tasks.family import Family, Instance
 
@@ -60,52 +61,16 @@ ALGOS = ("ppo", "actor_critic", "es")
 LABELS = {"ppo": "RL policy (PPO)", "actor_critic": "RL policy (actor-critic)",
           "es": "RL policy (ES)"}
 TRANSFERS = ("cnn", "cifar")
-# The actor's settings when a config has no ``env`` section (e.g.
-# ``lrmeta meta-train --config configs/family_es.py
-# --config.controller.name=rl_policy``).
-DEFAULT_ENV = {"decisions": 20, "features": "scale_free",
-               "factors": (0.5, 0.8, 1.0, 1.25, 2.0), "max_log_factor": 0.7,
-               "hidden": (32, 32), "probe_size": 64, "val_batch_size": 128,
-               "keep_bias": 1.0}
-
-
-def _env(cfg) -> dict:
-  """The actor's settings: ``cfg.env`` or :data:`DEFAULT_ENV` with the
-  controller's base rate and momentum."""
-  if "env" in cfg:
-    return dict(cfg.env)
-  return {**DEFAULT_ENV, "base_lr": cfg.controller.base_lr,
-          "momentum": cfg.controller.momentum}
-
-
 def policy_config(cfg, action: str = "discrete") -> PolicyConfig:
   """The policy for the family's shortest budget split into
-  ``env.decisions`` windows (deployed on any budget with the same number of
-  decisions)."""
-  e = _env(cfg)
-  shortest = min(int(t) for t in cfg.family.num_steps)
-  pcfg = PolicyConfig(steps_per_action=1, total_steps=shortest,
-                      features=e["features"], action=action,
-                      factors=tuple(e["factors"]),
-                      max_log_factor=e["max_log_factor"],
-                      probe_size=e["probe_size"], hidden=tuple(e["hidden"]))
-  for steps in cfg.family.num_steps:
-    if int(steps) % int(e["decisions"]):
-      raise ConfigError(f"config key 'env.decisions' ({e['decisions']}) must "
-                        f"divide every budget of 'family.num_steps' "
-                        f"{tuple(cfg.family.num_steps)}")
-  return family_policy_config(pcfg, shortest, int(e["decisions"]))
+  ``env.decisions`` windows (:func:`family_loop.rl_policy_config`)."""
+  return family_loop.rl_policy_config(cfg, action)
 
 
 def saved_config(cfg, action: str = "discrete", **extra) -> dict:
-  """The saved-controller config of a policy trained on the family."""
-  e = _env(cfg)
-  return {"controller": rl.NAME,
-          "policy": rl.policy_dict(policy_config(cfg, action)),
-          "base_lr": float(e["base_lr"]), "momentum": float(e["momentum"]),
-          "val_batch_size": int(e["val_batch_size"]),
-          "keep_bias": float(e["keep_bias"]), "trained_on": "task family",
-          **extra}
+  """The saved-controller config of a policy trained on the family
+  (:func:`family_loop.rl_saved_config`)."""
+  return family_loop.rl_saved_config(cfg, action, **extra)
 
 
 def env_config(cfg, action: str) -> LREnvConfig:
@@ -421,6 +386,6 @@ def _train_note(cfg, trained, shapes) -> str:
           + "; ".join(parts) + ".")
 
 
-__all__ = ["ALGOS", "DEFAULT_ENV", "LABELS", "TRANSFERS", "env_config",
+__all__ = ["ALGOS", "LABELS", "TRANSFERS", "env_config",
            "episodes", "feature_table", "policy_config", "run", "run_transfer",
            "saved_config", "shapes_of", "train", "training_observations"]
