@@ -45,7 +45,7 @@ import jax
 import numpy as np
 
 from lrmeta import learned
-from lrmeta.controllers.rl_policy import PolicyConfig, feature_names
+from lrmeta.controllers.rl_policy import feature_names
 from lrmeta.experiments import family_job, rl_loop
 from lrmeta.experiments import family_loop
 from lrmeta.experiments import results as res
@@ -61,16 +61,9 @@ ALGOS = ("ppo", "actor_critic", "es")
 LABELS = {"ppo": "RL policy (PPO)", "actor_critic": "RL policy (actor-critic)",
           "es": "RL policy (ES)"}
 TRANSFERS = ("cnn", "cifar")
-def policy_config(cfg, action: str = "discrete") -> PolicyConfig:
-  """The policy for the family's shortest budget split into
-  ``env.decisions`` windows (:func:`family_loop.rl_policy_config`)."""
-  return family_loop.rl_policy_config(cfg, action)
-
-
-def saved_config(cfg, action: str = "discrete", **extra) -> dict:
-  """The saved-controller config of a policy trained on the family
-  (:func:`family_loop.rl_saved_config`)."""
-  return family_loop.rl_saved_config(cfg, action, **extra)
+# The family set-up of the RL policy (shared with `lrmeta meta-train`).
+policy_config = family_loop.rl_policy_config
+saved_config = family_loop.rl_saved_config
 
 
 def env_config(cfg, action: str) -> LREnvConfig:
