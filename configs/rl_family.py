@@ -10,13 +10,14 @@ ways on the same training shapes of the family (``lrmeta.tasks.family``:
 pooled Fashion-MNIST and grayscale CIFAR-10 JPEG copy, MLPs of width
 16/32/64, batch 32/64/128, budgets 100/200/400, label noise): PPO with
 discrete rate factors (Xu, Dai, Kemp, Metz 2019), the actor-critic with a
-continuous log-factor (Xu, Qin et al. 2017) and whole-run ES on the actor's
-weights (the engine's meta-optimizer; as many training runs as PPO's
-episodes). Every policy then goes through the family's held-out protocol
-(baselines constant / step / cosine / warm-up + cosine, base rates tuned
-per instance and once per family, paired seeds, 95 % intervals) and is
-transferred frozen to the small CNN on full-size Fashion-MNIST and to
-ResNet-8 on the CIFAR-10 JPEG copy against tuned cosine.
+continuous log-factor (Xu, Qin et al. 2017) and whole-run ES on the
+continuous actor's weights (the engine's meta-optimizer; as many training
+runs as PPO's episodes; ``meta.action=discrete`` gives ES PPO's head).
+Every policy then goes through the family's held-out protocol (baselines
+constant / step / cosine / warm-up + cosine, base rates tuned per instance and
+once per family, paired seeds, 95 % intervals) and is transferred frozen to
+the small CNN on full-size Fashion-MNIST and to ResNet-8 on the CIFAR-10 JPEG
+copy against tuned cosine.
 """
 
 import ml_collections
@@ -67,6 +68,15 @@ def get_config(variant=None):
   # Whole-run ES on the actor's weights (lrmeta.meta.family_es): as many
   # training runs as PPO's episodes, 2 * es_pairs per meta-step.
   c.meta = ml_collections.ConfigDict()
+  # The ES actor's head: "continuous" (the actor-critic's mean log-factor:
+  # the deployed rate moves smoothly with the weights, so ES sees a signal)
+  # or "discrete" (PPO's factors taken greedily: small perturbations rarely
+  # change an argmax, and the estimate is often exactly 0).
+  c.meta.action = "continuous"
+  # Normalised fitness clipped at 3 (about a chance-level run on clean
+  # Fashion-MNIST), diverged runs scored 3: an actor that multiplies the rate
+  # every decision can blow runs up. 0: no cap (diverged pairs left out).
+  c.meta.fitness_cap = 3.0
   c.meta.es_pairs = 64
   c.meta.es_sigma = 0.1
   c.meta.shapes_per_step = 4

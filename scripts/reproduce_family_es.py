@@ -18,6 +18,13 @@ Runs, on the family of cheap training runs (``lrmeta.tasks.family``):
    ``transfer.md`` (``--skip-transfer`` leaves it out; ``--transfer-only``
    runs it alone from the controllers a previous run saved in ``--out``).
 
+``--known-answer-only`` runs step 1 alone (``known_answer.png`` and
+``known_answer.json`` with both grids and ES paths). ``--signal-pairs N``
+runs only the ES signal check at MLR-SNet's initial theta with ``N`` pairs
+per estimate (in calls of 256 pairs), its cosine after 256, 512, ... pairs
+beside the noise-free expectation ``N / (N + d + 1)`` (``signal_check.png``
+and ``signal_check.json``).
+
 The last line is JSON with ``meta_objective_first`` / ``meta_objective_last``
 (per seed), ``es_cosine``, ``heldout_vs_family_cosine`` and
 ``heldout_vs_instance_cosine`` (``{"mean", "ci_low", "ci_high"}`` in
@@ -50,17 +57,22 @@ from lrmeta.controllers.self_adaptive import self_adaptive_sgd
 from lrmeta.experiments import family_job
 from lrmeta.experiments import family_loop
 from lrmeta.experiments import results as res
-from lrmeta.experiments.compare import Method, family_differences
+from lrmeta.experiments.compare import (Method, family_differences,
+                                        paired_difference)
 from lrmeta.experiments.config import load_config
 from lrmeta.learned import hypergradient as hd_kind
 from lrmeta.meta import MetaTrainer, meta_train
-from lrmeta.meta.family_es import FamilyES
+from lrmeta.meta.family_es import (VALIDATION_SEED_BASE, FamilyES,
+                                   es_cosine_curve)
 from lrmeta.tasks.family import Instance
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAMES = {"mlr": "MLR-SNet (meta-trained)", "mlr0": "MLR-SNet (untrained)",
          "hd_meta": "HD (meta-trained rates)", "hd": "HD (hyper_lr 1e-3)",
          "sa": "self-adaptive"}
+# Run seeds of the known-answer checks' confirmation runs: above every
+# validation seed the checks use, below the held-out seeds.
+FRESH_SEED_BASE = VALIDATION_SEED_BASE + 100_000
 
 
 # -- known-answer checks -------------------------------------------------------
@@ -111,63 +123,177 @@ def known_answer_constant(instance: Instance, args) -> dict:
 
 
 def known_answer_hd(instance: Instance, args) -> dict:
+  """ES over HD's (log initial rate, log hypergradient rate) against a 2-D
+  grid of the same objective.
+
+  The objective is nearly flat around HD's defaults (1e-3, 1e-3) and has a
+  narrow valley (initial rate and hypergradient rate trade off) walled by
+  divergence. ES follows the Gaussian-smoothed objective, so it runs in two
+  phases: a wide sigma (0.5 in log units) that crosses the flat region, then
+  a narrow one (0.15) whose smoothing no longer pulls the optimum away from
+  the wall. The grid's minimum over 198 cells is biased low by its own
+  noise, so both points are also scored on fresh run seeds."""
   shape = instance.shape
-  cfg = hd_kind.config(momentum=0.9)
-  est = FamilyES(family_loop.optimizer_for_budget(cfg), (shape,),
-                 num_pairs=args.ka_pairs, sigma=0.2, shapes_per_step=1)
+  make = family_loop.optimizer_for_budget(hd_kind.config(momentum=0.9))
+  est = FamilyES(make, (shape,), num_pairs=2 * args.ka_pairs, sigma=0.5,
+                 shapes_per_step=1)
   val = est.validation_instances(args.ka_seeds)
-  lrs = 1e-3 * 2.0 ** (np.arange(0, 18) / 2)    # 1e-3 .. 0.18, sqrt(2) apart
+  lrs = 1e-3 * 2.0 ** (np.arange(0, 18) / 2)    # 1e-3 .. 0.36, sqrt(2) apart
   betas = 1e-4 * 2.0 ** np.arange(0, 11)        # 1e-4 .. 0.1, 2x apart
   thetas = [hd_kind.theta_of(a, b) for a in lrs for b in betas]
   grid = est.grid_fitness(thetas, val).mean(1).reshape(len(lrs), len(betas))
   i, j = np.unravel_index(int(np.nanargmin(grid)), grid.shape)
-  traj = es_descent(est, hd_kind.theta_of(1e-3, 1e-3), 2 * args.ka_steps,
+  wide = es_descent(est, hd_kind.theta_of(1e-3, 1e-3), 2 * args.ka_steps,
                     0.1, 1)
-  lr_es, beta_es = hd_kind.rates(tail_mean(traj))
-  es_obj = float(np.mean(est.fitness(hd_kind.theta_of(lr_es, beta_es), val)))
+  narrow = es_descent(dataclasses.replace(est, sigma=0.15),
+                      jax.tree.map(jnp.asarray, tail_mean(wide)),
+                      2 * args.ka_steps, 0.05, 2)
+  lr_es, beta_es = hd_kind.rates(tail_mean(narrow))
+  es_theta = hd_kind.theta_of(lr_es, beta_es)
+  es_obj = float(np.mean(est.fitness(es_theta, val)))
+  fresh = tuple(dataclasses.replace(shape, seed=FRESH_SEED_BASE + k)
+                for k in range(4 * args.ka_seeds))
+  both = est.grid_fitness([thetas[i * len(betas) + j], es_theta], fresh)
+  diff = paired_difference(both[1], both[0])
   ratios = (lr_es / lrs[i], beta_es / betas[j])
   return {"instance": shape.name, "grid_best": [float(lrs[i]),
                                                float(betas[j])],
           "grid_best_objective": float(grid[i, j]), "es": [lr_es, beta_es],
           "es_objective": es_obj, "ratios": [float(r) for r in ratios],
           "within_1_5x": bool(all(1 / 1.5 <= r <= 1.5 for r in ratios)),
+          "fresh_seeds": len(fresh),
+          "fresh_es_minus_grid": diff,
+          "es_trace": [hd_kind.rates(t) for t in wide + narrow],
           "grid_lrs": lrs.tolist(), "grid_betas": betas.tolist(),
           "grid_objective": grid.tolist()}
 
 
+def known_answers(out: pathlib.Path, args) -> dict:
+  """Both known-answer checks on one Fashion-MNIST instance (14x14, MLP 32,
+  batch 64); writes ``known_answer.png`` and returns their summaries."""
+  inst = Instance(dataset="fashion_mnist", pool=14, hidden=(32,),
+                  batch_size=64, num_steps=200)
+  const = known_answer_constant(inst, args)
+  print(f"   constant rate: grid best {const['grid_best_lr']:.4g}, ES "
+        f"{const['es_lr']:.4g} (ratio {const['ratio']:.3f})", flush=True)
+  hd = known_answer_hd(dataclasses.replace(inst, num_steps=100), args)
+  fresh = hd["fresh_es_minus_grid"]
+  print(f"   HD (lr0, beta): grid best {hd['grid_best']} objective "
+        f"{hd['grid_best_objective']:.4f}; ES {np.round(hd['es'], 5).tolist()}"
+        f" objective {hd['es_objective']:.4f} (ratios "
+        f"{np.round(hd['ratios'], 3).tolist()}); on {hd['fresh_seeds']} "
+        f"fresh seeds ES - grid best {fresh['mean']:+.4f} "
+        f"[{fresh['ci_low']:+.4f}, {fresh['ci_high']:+.4f}]", flush=True)
+  plot_known_answers(out / "known_answer.png", const, hd)
+  (out / "known_answer.json").write_text(
+      json.dumps({"constant": const, "hd": hd}, default=float))
+  bulky = ("grid_rates", "grid_lrs", "grid_betas", "grid_obj", "es_trace")
+  return {name: {k: v for k, v in found.items() if not k.startswith(bulky)}
+          for name, found in (("constant", const), ("hd", hd))}
+
+
 def plot_known_answers(path: pathlib.Path, const: dict, hd: dict) -> None:
+  """The two known-answer checks: the constant rate's grid with ES's result,
+  and HD's 2-D grid (colour clipped to 0.1 above its best, so the valley
+  shows) with ES's path through it."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
   ax = axes[0]
-  ax.plot(const["grid_rates"], const["grid_objective"], marker=".",
-          label="dense grid")
+  obj = np.asarray(const["grid_objective"], float)
+  best = np.nanmin(obj)
+  ax.plot(const["grid_rates"], np.clip(obj, None, best + 1.0), marker=".",
+          label="dense grid (clipped at best + 1)")
   ax.axvline(const["grid_best_lr"], color="C0", ls=":", label="grid best")
   ax.axvline(const["es_lr"], color="C1", label="ES result")
   ax.set(xscale="log", xlabel="constant learning rate",
          ylabel="loss / reference loss", title="ES over log(rate)")
   ax.legend(fontsize=7)
   ax = axes[1]
-  obj = np.asarray(hd["grid_objective"])
-  im = ax.imshow(np.log(obj), origin="lower", aspect="auto", cmap="viridis")
-  fig.colorbar(im, ax=ax, label="log objective")
-  ax.set_xticks(range(len(hd["grid_betas"])),
-                [f"{b:.0e}" for b in hd["grid_betas"]], fontsize=6)
-  ax.set_yticks(range(len(hd["grid_lrs"])),
-                [f"{a:.3g}" for a in hd["grid_lrs"]], fontsize=6)
-  li = 2 * np.log2(hd["es"][0] / hd["grid_lrs"][0])
-  bj = np.log2(hd["es"][1] / hd["grid_betas"][0])
-  ax.plot([bj], [li], "r*", ms=12, label="ES result")
+  obj = np.asarray(hd["grid_objective"], float)
+  best = np.nanmin(obj)
+  lrs, betas = np.asarray(hd["grid_lrs"]), np.asarray(hd["grid_betas"])
+
+  def cell(lr, beta):  # grid coordinates of a point (sqrt(2) and 2x steps)
+    return np.log2(beta / betas[0]), 2 * np.log2(lr / lrs[0])
+
+  im = ax.imshow(np.where(np.isfinite(obj), obj, np.nan), origin="lower",
+                 aspect="auto", cmap="viridis", vmin=best, vmax=best + 0.1)
+  fig.colorbar(im, ax=ax, label="objective (clipped at best + 0.1)")
+  ax.set_xticks(range(len(betas)), [f"{b:.0e}" for b in betas], fontsize=6)
+  ax.set_yticks(range(len(lrs)), [f"{a:.3g}" for a in lrs], fontsize=6)
+  if hd.get("es_trace"):
+    x, y = cell(*np.asarray(hd["es_trace"]).T)
+    ax.plot(x, y, color="w", lw=0.8, alpha=0.8, label="ES path")
+  ax.plot(*cell(*hd["grid_best"]), "ws", ms=7, mfc="none", label="grid best")
+  ax.plot(*cell(*hd["es"]), "r*", ms=12, label="ES result")
   ax.set(xlabel="hypergradient rate", ylabel="initial rate",
-         title="HD: ES over (log lr0, log beta)")
-  ax.legend(fontsize=7)
+         title="HD: ES over (log lr0, log beta); white: diverged")
+  ax.legend(fontsize=7, facecolor="0.6")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
 
 
-# -- meta-training ---------------------------------------------------------------
+# -- the ES signal check at scale ----------------------------------------------
+
+
+def signal_check(cfg, out: pathlib.Path, pairs: int, chunk: int = 256
+                 ) -> dict:
+  """The cosine of two independent ES estimates at ``cfg.controller``'s
+  initial theta, each over ``pairs`` antithetic pairs of whole runs (calls
+  of ``chunk`` pairs on ``cfg.meta.shapes_per_step`` training shapes each),
+  against the noise-free expectation ``N / (N + d + 1)``; writes
+  ``signal_check.png`` and ``signal_check.json``."""
+  config = family_loop.SETUPS[cfg.controller.name].config(cfg)
+  theta0 = learned.get(config["controller"]).init(jax.random.key(cfg.seed),
+                                                  config)
+  shapes = family_loop.training_shapes(cfg, family_loop.build_family(cfg))
+  est = family_loop.make_estimator(cfg, config, shapes,
+                                   num_pairs=min(chunk, pairs))
+  dims = int(sum(np.size(x) for x in jax.tree.leaves(theta0)))
+  curve = es_cosine_curve(est, theta0, jax.random.key(cfg.seed + 7),
+                          -(-pairs // est.num_pairs), progress=True)
+  found = {"controller": cfg.controller.name, "dims": dims,
+           "sigma": est.sigma,
+           "curve": [{"pairs": n, "es_cosine": c,
+                      "noise_free": n / (n + dims + 1)} for n, c in curve]}
+  for row in found["curve"]:
+    print(f"   {row['pairs']:>7} pairs: cosine {row['es_cosine']:+.4f} "
+          f"(noise-free expectation {row['noise_free']:.4f})", flush=True)
+  (out / "signal_check.json").write_text(json.dumps(found, indent=1))
+  plot_signal_check(out / "signal_check.png", found)
+  return found
+
+
+def plot_signal_check(path: pathlib.Path, found: dict) -> None:
+  """Measured cosine against pairs per estimate, beside the noise-free
+  expectation and the +-2 / sqrt(d) band of two random directions."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  dims = found["dims"]
+  n = np.asarray([r["pairs"] for r in found["curve"]], float)
+  fig, ax = plt.subplots(figsize=(5.2, 3.6))
+  grid = np.geomspace(n.min(), n.max(), 50)
+  band = 2 / np.sqrt(dims)
+  ax.fill_between(grid, -band, band, color="0.85",
+                  label="two random directions (+-2 sd)")
+  ax.plot(grid, grid / (grid + dims + 1), "--",
+          label=f"noise-free N / (N + d + 1), d = {dims:,}")
+  ax.plot(n, [r["es_cosine"] for r in found["curve"]], "o-",
+          label="measured")
+  ax.set_xscale("log", base=2)
+  ax.set_xticks(n, [f"{int(v):,}" for v in n], fontsize=7)
+  ax.minorticks_off()
+  ax.set(xlabel="antithetic pairs per estimate",
+         ylabel="cosine of two estimates",
+         title=f"ES signal check: {found['controller']}, initial theta")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
 
 
 # -- transfer ------------------------------------------------------------------
@@ -207,14 +333,13 @@ def transfer(cfg, out: pathlib.Path, mlr: dict, hd: dict) -> dict:
         baselines=family_job.FOUR_BASELINES,
         log=lambda s: print(f"   {s}", flush=True))
     found[f"transfer_{name}_vs_cosine"] = stage["vs_cosine"]
-    md += [f"## {stage['task'].name}", "",
-           family_job.transfer_note(section, stage, list(stage["vs_cosine"])),
-           "", res.markdown_table(
-               ["method", "tuned base lr", "test acc", "test loss",
-                "val acc"],
-               res.result_rows(stage["results"],
-                               ("test_acc", "test_loss", "val_acc"))), ""]
-  (out / "transfer.md").write_text("\n".join(md))
+    note = family_job.transfer_note(section, stage, list(stage["vs_cosine"]))
+    print(f"   {note}", flush=True)
+    md += [f"## {stage['task'].name}", "", note, "", res.markdown_table(
+        ["method", "tuned base lr", "test acc", "test loss", "val acc"],
+        res.result_rows(stage["results"],
+                        ("test_acc", "test_loss", "val_acc"))), ""]
+    (out / "transfer.md").write_text("\n".join(md))  # after every task
   return found
 
 
@@ -230,6 +355,11 @@ def main(argv=None) -> None:
   p.add_argument("--transfer-only", action="store_true",
                  help="only the transfer stage, from the controllers a "
                       "previous run saved in --out")
+  p.add_argument("--known-answer-only", action="store_true",
+                 help="only the two known-answer checks")
+  p.add_argument("--signal-pairs", type=int, default=0,
+                 help="only the ES signal check at MLR-SNet's initial "
+                      "theta, with this many pairs per estimate")
   p.add_argument("--transfer-tasks", default=None,
                  help="comma-separated transfer tasks (default: the "
                       "config's, cnn,cifar)")
@@ -246,6 +376,13 @@ def main(argv=None) -> None:
   t_start = time.perf_counter()
   summary: dict = {"variant": variant or "full",
                    "backend": jax.default_backend()}
+  if args.signal_pairs:
+    print(f"ES signal check, {args.signal_pairs} pairs per estimate",
+          flush=True)
+    summary["signal_check"] = signal_check(cfg, out, args.signal_pairs)
+    summary["seconds"] = {"signal_check": time.perf_counter() - t_start}
+    print(json.dumps(summary, default=float))
+    return
   if args.transfer_only:
     print("[4/4] frozen transfer (saved controllers)", flush=True)
     summary.update(transfer(cfg, out, *saved_runs(cfg, out)))
@@ -258,23 +395,13 @@ def main(argv=None) -> None:
 
   print("[1/4] known-answer checks", flush=True)
   t0 = time.perf_counter()
-  inst = Instance(dataset="fashion_mnist", pool=14, hidden=(32,),
-                  batch_size=64, num_steps=200)
-  const = known_answer_constant(inst, args)
-  print(f"   constant rate: grid best {const['grid_best_lr']:.4g}, ES "
-        f"{const['es_lr']:.4g} (ratio {const['ratio']:.3f})", flush=True)
-  hd = known_answer_hd(dataclasses.replace(inst, num_steps=100), args)
-  print(f"   HD (lr0, beta): grid best {hd['grid_best']} objective "
-        f"{hd['grid_best_objective']:.4f}; ES {np.round(hd['es'], 5).tolist()}"
-        f" objective {hd['es_objective']:.4f} (ratios "
-        f"{np.round(hd['ratios'], 3).tolist()})", flush=True)
-  plot_known_answers(out / "known_answer.png", const, hd)
-  summary["known_answer"] = {
-      "constant": {k: v for k, v in const.items()
-                   if not k.startswith(("grid_rates", "grid_obj", "es_trace"))},
-      "hd": {k: v for k, v in hd.items()
-             if not k.startswith(("grid_lrs", "grid_betas", "grid_obj"))}}
+  summary["known_answer"] = known_answers(out, args)
   summary["seconds"] = {"known_answer": time.perf_counter() - t0}
+  if args.known_answer_only:
+    (out / "summary_known_answer.json").write_text(
+        json.dumps(summary, indent=1, default=float))
+    print(json.dumps(summary, default=float))
+    return
 
   print("[2/4] meta-training on the family", flush=True)
   t0 = time.perf_counter()

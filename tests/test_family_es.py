@@ -4,6 +4,7 @@ hypergradient learned kind and the family meta-training run."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 import jax
@@ -19,6 +20,7 @@ from lrmeta.learned import hypergradient as hd_kind
 from lrmeta.meta import MetaCheckpointer, MetaTrainer, meta_train
 from lrmeta.meta import family_es as fes
 from lrmeta.tasks import family as fam
+from script_module import load_script
 
 TINY = fam.Instance("fashion_mnist", 7, (16,), batch_size=32, num_steps=20)
 SHAPES = (TINY, dataclasses.replace(TINY, num_steps=30),
@@ -88,6 +90,47 @@ def test_es_with_fixed_keys_is_deterministic_and_descends():
                              rtol=1e-5)
 
 
+def test_es_cosine_curve_pools_calls():
+  """Each estimate of the large signal check is the pair-weighted mean of
+  independent calls: after one call the curve is the one-call check, after
+  two it is the cosine of the two calls' sums, and on a rate 17x too small
+  every estimate points the same way in log-rate."""
+  est = _estimator()
+  theta = {"log_lr": jnp.float32(np.log(0.003)),
+           "unused": jnp.zeros((3,), jnp.float32)}
+  key = jax.random.key(11)
+  curve = fes.es_cosine_curve(est, theta, key, 3)
+  assert [n for n, _ in curve] == [4, 8, 12]
+  assert curve[0][1] == pytest.approx(fes.es_cosine(est, theta, key))
+  ka, kb = jax.random.split(key)
+  ga = [est.estimate_with_metrics(theta, k)[0]
+        for k in (ka, jax.random.fold_in(ka, 1))]
+  gb = [est.estimate_with_metrics(theta, k)[0]
+        for k in (kb, jax.random.fold_in(kb, 1))]
+  want = fes.tree_cosine(jax.tree.map(np.add, *ga), jax.tree.map(np.add, *gb))
+  assert curve[1][1] == pytest.approx(want)
+  one_d = fes.es_cosine_curve(est, {"log_lr": theta["log_lr"]}, key, 2)
+  assert [c for _, c in one_d] == pytest.approx([1.0, 1.0])
+
+
+def test_fitness_cap_scores_blown_up_runs_at_the_cap():
+  """A rate of 50 blows the runs up: without a cap those pairs are left out;
+  with one every run scores at most the cap and the diverged ones exactly
+  the cap, so a pair of one sane and one blown-up run still counts."""
+  inst = _estimator().instances(jax.random.key(3))
+  sane = {"log_lr": jnp.float32(np.log(0.05))}
+  wild = {"log_lr": jnp.float32(np.log(50.0))}
+  raw = _estimator().fitness(wild, inst)
+  assert not np.isfinite(raw).all() or raw.min() > 3.0
+  capped = _estimator(fitness_cap=3.0)
+  np.testing.assert_array_equal(capped.fitness(wild, inst), 3.0)
+  sane_fit = capped.fitness(sane, inst)
+  np.testing.assert_allclose(sane_fit, _estimator().fitness(sane, inst))
+  assert (sane_fit < 3.0).all()
+  with pytest.raises(ValueError, match="fitness_cap"):
+    _estimator(fitness_cap=0.0)
+
+
 def test_perturb_restricts_the_estimate():
   def two_part(num_steps):
     del num_steps
@@ -143,6 +186,50 @@ def test_hypergradient_kind_round_trip(tmp_path):
   got = run(saved.frozen(100).optimizer)
   for a, b in zip(want, got):
     np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_hd_known_answer_check_reports_a_consistent_result(tmp_path):
+  """The reproduction script's HD check on a tiny instance: the ES path has
+  both sigma phases, the ratios are ES's rates over the grid's best cell,
+  the confirmation is paired over its fresh seeds, and the figure draws."""
+  script = load_script("reproduce_family_es")
+  args = argparse.Namespace(ka_pairs=1, ka_seeds=2, ka_steps=2)
+  hd = script.known_answer_hd(TINY, args)
+  assert len(hd["es_trace"]) == 4 * args.ka_steps
+  assert hd["grid_best"] in [[a, b] for a in hd["grid_lrs"]
+                             for b in hd["grid_betas"]]
+  np.testing.assert_allclose(
+      hd["ratios"], np.divide(hd["es"], hd["grid_best"]), rtol=1e-6)
+  assert hd["within_1_5x"] == all(1 / 1.5 <= r <= 1.5 for r in hd["ratios"])
+  fresh = hd["fresh_es_minus_grid"]
+  assert fresh["n"] == hd["fresh_seeds"] == 4 * args.ka_seeds
+  assert fresh["ci_low"] <= fresh["mean"] <= fresh["ci_high"]
+  grid = np.asarray(hd["grid_objective"], float)
+  assert grid.shape == (len(hd["grid_lrs"]), len(hd["grid_betas"]))
+  assert hd["grid_best_objective"] == pytest.approx(np.nanmin(grid))
+  const = {"grid_rates": [0.01, 0.02, 0.04], "grid_objective": [1.1, 0.9, 3e8],
+           "grid_best_lr": 0.02, "es_lr": 0.025}
+  script.plot_known_answers(tmp_path / "ka.png", const, hd)
+  assert (tmp_path / "ka.png").stat().st_size > 0
+
+
+def test_signal_check_at_scale_writes_its_curve(tmp_path):
+  """The script's large signal check on the debug family: calls of 4 pairs
+  pooled to 8, MLR-SNet's weight count, the noise-free expectation beside
+  each measured cosine, and the figure."""
+  script = load_script("reproduce_family_es")
+  cfg = load_config("configs/family_es.py:debug")
+  found = script.signal_check(cfg, tmp_path, pairs=8, chunk=4)
+  config = family_loop.SETUPS["mlr_snet"].config(cfg)
+  theta = learned.get("mlr_snet").init(jax.random.key(0), config)
+  d = sum(np.size(x) for x in jax.tree.leaves(theta))
+  assert found["dims"] == d
+  assert [r["pairs"] for r in found["curve"]] == [4, 8]
+  for r in found["curve"]:
+    assert r["noise_free"] == pytest.approx(r["pairs"] / (r["pairs"] + d + 1))
+    assert -1.0 <= r["es_cosine"] <= 1.0
+  assert (tmp_path / "signal_check.png").stat().st_size > 0
+  assert (tmp_path / "signal_check.json").exists()
 
 
 @pytest.mark.slow

@@ -125,7 +125,7 @@ def test_rl_family_job_end_to_end(tmp_path, capsys):
               (out / "es" / "meta_metrics.jsonl").read_text().splitlines()]
   assert es_trace[-1]["meta_step"] == 2  # ceil(8 episodes / 4 runs a step)
   for algo, action in (("ppo", "discrete"), ("actor_critic", "continuous"),
-                       ("es", "discrete")):
+                       ("es", "continuous")):
     saved = learned.load(str(out / algo / "controller"))
     assert saved.kind == "rl_policy"
     assert saved.config["policy"]["action"] == action

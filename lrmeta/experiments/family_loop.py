@@ -160,12 +160,15 @@ def rl_policy_config(cfg, action: str = "discrete") -> PolicyConfig:
   return family_policy_config(pcfg, shortest, int(e["decisions"]))
 
 
-def rl_saved_config(cfg, action: str = "discrete", **extra) -> dict:
+def rl_saved_config(cfg, action: str | None = None, **extra) -> dict:
   """The saved-controller config of an RL policy trained on the family:
   from ``cfg.env`` when the config has one (``configs/rl_family.py``), else
   the family defaults (scale-free features, the discrete factors, 20
-  decisions, rate ``controller.base_lr``)."""
+  decisions, rate ``controller.base_lr``). ``action`` (``"discrete"`` or
+  ``"continuous"``) defaults to ``controller.action``, else discrete."""
   e = _rl_env(cfg)
+  if action is None:
+    action = cfg.controller.get("action", "discrete")
   return {"controller": rl_kind.NAME,
           "policy": rl_kind.policy_dict(rl_policy_config(cfg, action)),
           "base_lr": float(e["base_lr"]), "momentum": float(e["momentum"]),
@@ -229,7 +232,8 @@ def make_estimator(cfg, config: dict, shapes, *, num_pairs: int | None = None
                   num_pairs=int(num_pairs or m.es_pairs), sigma=m.es_sigma,
                   shapes_per_step=m.shapes_per_step,
                   perturb=perturbed_keys(cfg), truncate=m.truncate or None,
-                  signals_for_budget=signals_for_budget(config))
+                  signals_for_budget=signals_for_budget(config),
+                  fitness_cap=m.get("fitness_cap", 0.0) or None)
 
 
 # -- the run -------------------------------------------------------------------

@@ -10,11 +10,15 @@ held-out protocol, frozen transfer.
      (Xu, Dai, Kemp, Metz 2019);
    * ``"actor_critic"``: the actor-critic of Xu, Qin et al. (2017), a
      continuous log-factor;
-   * ``"es"``: whole-run antithetic ES on the discrete actor's weights
+   * ``"es"``: whole-run antithetic ES on the actor's weights
      (:class:`lrmeta.meta.family_es.FamilyES`, the meta-optimizer every
-     learned controller shares), as many training runs as PPO's episodes.
+     learned controller shares), as many training runs as PPO's episodes;
+     ``meta.action`` picks its head: ``"discrete"`` (PPO's factors, greedy
+     in deployment) or ``"continuous"`` (the actor-critic's mean
+     log-factor, a deployed rate that moves smoothly with the weights).
 
-   PPO and ES start from the same actor (favouring "keep the rate").
+   Each trainer starts from the same initial actor of its head (the
+   discrete one favouring "keep the rate").
 2. Held-out protocol (:func:`lrmeta.experiments.family_job.judge`): every
    policy with its base rate tuned per instance and once for the family,
    against the four tuned baselines, paired seeds, 95 % intervals.
@@ -89,10 +93,23 @@ def _es_view(cfg):
   controller, meta-steps from the episode budget."""
   c = cfg.copy_and_resolve_references()
   with c.unlocked():
-    c.controller = {"name": rl.NAME}
+    c.controller = {"name": rl.NAME, "action": es_action(cfg)}
     c.meta.meta_steps = max(1, math.ceil(episodes(cfg, "es")
                                          / (2 * cfg.meta.es_pairs)))
   return c
+
+
+def es_action(cfg) -> str:
+  """The ES-trained actor's head (``cfg.meta.action``, default
+  discrete)."""
+  return cfg.meta.get("action", "discrete")
+
+
+def action_of(cfg, algo: str) -> str:
+  """The actor head ``algo`` trains."""
+  if algo == "actor_critic":
+    return "continuous"
+  return es_action(cfg) if algo == "es" else "discrete"
 
 
 def train(cfg, algo: str, family: Family, shapes, out: pathlib.Path,
@@ -103,13 +120,13 @@ def train(cfg, algo: str, family: Family, shapes, out: pathlib.Path,
   folder = out / algo
   folder.mkdir(parents=True, exist_ok=True)
   t0 = time.perf_counter()
-  action = "continuous" if algo == "actor_critic" else "discrete"
+  action = action_of(cfg, algo)
   config = saved_config(cfg, action, algo=algo,
                         episodes=episodes(cfg, algo),
                         train_shapes=[s.name for s in shapes])
   if algo == "es":
     c = _es_view(cfg)
-    actor0 = rl.initial_actor(policy_config(cfg), jax.random.fold_in(
+    actor0 = rl.initial_actor(policy_config(cfg, action), jax.random.fold_in(
         jax.random.key(cfg.seed), 1), cfg.env.keep_bias)
     mt = meta_train_family(c, folder, quiet, theta0=actor0, shapes=shapes)
     actor, history = mt["theta"], mt["trace"]

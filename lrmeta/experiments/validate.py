@@ -283,6 +283,7 @@ RULES: dict[str, Check] = {
     "meta.truncate": COUNT0,                  # 0: whole runs
     "meta.val_seeds_per_shape": COUNT0,       # 0: one meta-step's group size
     "meta.cosine_check": flag,
+    "meta.fitness_cap": NONNEG,               # 0: no cap
     "test.enabled": flag,
     "test.num_seeds": integer(2),
     "test.num_tune_seeds": COUNT,
@@ -379,6 +380,8 @@ RULES: dict[str, Check] = {
     "algos": sequence(one_of(("ppo", "actor_critic", "es")),
                       what="trainers 'ppo', 'actor_critic', 'es'"),
     "env.decisions": COUNT,
+    "meta.action": one_of(("discrete", "continuous")),  # the ES actor's head
+    "controller.action": one_of(("discrete", "continuous")),
     "transfer.tasks": sequence(one_of(("cnn", "cifar")), nonempty=False,
                                what="transfer sections 'cnn', 'cifar'"),
     **{f"transfer.{name}.{key}": rule

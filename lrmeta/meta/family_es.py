@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 
 from lrmeta.meta import family as runs
 from lrmeta.meta.estimators import EstimatorState
@@ -138,6 +139,12 @@ class FamilyES:
     signals_for_budget: ``T -> signal function`` of the runs (``None``: the
       minibatch loss), for controllers that read more (e.g. the RL policy's
       validation loss once per decision).
+    fitness_cap: clip every normalised fitness at this value and score a
+      non-finite run at it (``None``: no clipping; a pair with a diverged
+      run is left out). For controllers whose perturbations can blow a run
+      up (e.g. an RL actor that multiplies the rate every decision): a run
+      whose loss explodes to 1e20 then counts as merely "very bad" instead
+      of dominating the estimate, and ES still learns to avoid it.
   """
 
   optimizer_for_budget: OptimizerForBudget
@@ -148,6 +155,7 @@ class FamilyES:
   perturb: tuple[str, ...] | None = None
   truncate: int | None = None
   signals_for_budget: SignalsForBudget | None = None
+  fitness_cap: float | None = None
 
   host_side = True  # not traceable: meta_train leaves the outer step unjitted
 
@@ -169,6 +177,9 @@ class FamilyES:
       object.__setattr__(self, "perturb", tuple(self.perturb))
     if self.truncate is not None and self.truncate <= 0:
       raise ValueError(f"truncate must be positive, got {self.truncate}")
+    if self.fitness_cap is not None and not self.fitness_cap > 0:
+      raise ValueError(f"fitness_cap must be positive, got "
+                       f"{self.fitness_cap}")
 
   @property
   def pairs_per_shape(self) -> int:
@@ -229,8 +240,12 @@ class FamilyES:
     return dataclasses.replace(instance, num_steps=self.truncate)
 
   def _normalized(self, instances, losses) -> np.ndarray:
-    return runs.normalized_fitness([self._scored(i) for i in instances],
-                                   losses)
+    fit = runs.normalized_fitness([self._scored(i) for i in instances],
+                                  losses)
+    if self.fitness_cap is None:
+      return fit
+    return np.where(np.isfinite(fit), np.minimum(fit, self.fitness_cap),
+                    self.fitness_cap)
 
   def fitness(self, theta: Theta, instances: Sequence[Instance]
               ) -> np.ndarray:
@@ -317,10 +332,38 @@ def es_cosine(estimator: FamilyES, theta: Theta, key: jax.Array) -> float:
   Near 0 the estimate is mostly noise; for ``N`` pairs in ``d`` dimensions
   and a noise-free fitness its expectation is about ``N / (N + d + 1)``.
   """
-  k1, k2 = jax.random.split(key)
-  g1, _ = estimator.estimate_with_metrics(theta, k1)
-  g2, _ = estimator.estimate_with_metrics(theta, k2)
-  return tree_cosine(g1, g2)
+  return es_cosine_curve(estimator, theta, key, 1)[-1][1]
+
+
+def es_cosine_curve(estimator: FamilyES, theta: Theta, key: jax.Array,
+                    calls: int, progress: bool = False
+                    ) -> list[tuple[int, float]]:
+  """The signal check with more pairs than one call holds: each of the two
+  estimates is the mean of ``calls`` independent calls (``calls *
+  num_pairs`` pairs, weighted by the pairs each call used), and their
+  cosine is recorded after 1, 2, 4, ... calls and after the last.
+
+  Returns:
+    ``[(pairs per estimate, cosine), ...]``, the last entry at every call.
+  """
+  sums: list = [None, None]
+  used = [0.0, 0.0]
+  curve = []
+  marks = {2 ** k for k in range(calls.bit_length())} | {calls}
+  keys = jax.random.split(key)
+  for c in tqdm(range(calls), disable=not progress, desc="ES signal check",
+                unit="call", dynamic_ncols=True, leave=False):
+    for e in range(2):
+      k = keys[e] if c == 0 else jax.random.fold_in(keys[e], c)
+      g, m = estimator.estimate_with_metrics(theta, k)
+      w = m["num_ok"]
+      g = jax.tree.map(lambda x, w=w: w * np.asarray(x, np.float64), g)
+      sums[e] = g if sums[e] is None else jax.tree.map(np.add, sums[e], g)
+      used[e] += w
+    if c + 1 in marks:  # the means' cosine equals the sums' cosine
+      curve.append(((c + 1) * estimator.num_pairs,
+                    tree_cosine(sums[0], sums[1])))
+  return curve
 
 
 def validation_objective(estimator: FamilyES, theta: Theta,
@@ -331,4 +374,5 @@ def validation_objective(estimator: FamilyES, theta: Theta,
 
 
 __all__ = ["FamilyES", "VALIDATION_SEED_BASE", "antithetic_gradient",
-           "es_cosine", "tree_cosine", "tree_normal", "validation_objective"]
+           "es_cosine", "es_cosine_curve", "tree_cosine", "tree_normal",
+           "validation_objective"]
