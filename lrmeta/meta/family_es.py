@@ -344,10 +344,10 @@ def es_cosine_curve(estimator: FamilyES, theta: Theta, key: jax.Array,
   cosine is recorded after 1, 2, 4, ... calls and after the last.
 
   Returns:
-    ``[(pairs per estimate, cosine), ...]``, the last entry at every call.
+    ``[(pairs per estimate, cosine), ...]``, the last entry after all
+    ``calls``.
   """
   sums: list = [None, None]
-  used = [0.0, 0.0]
   curve = []
   marks = {2 ** k for k in range(calls.bit_length())} | {calls}
   keys = jax.random.split(key)
@@ -359,7 +359,6 @@ def es_cosine_curve(estimator: FamilyES, theta: Theta, key: jax.Array,
       w = m["num_ok"]
       g = jax.tree.map(lambda x, w=w: w * np.asarray(x, np.float64), g)
       sums[e] = g if sums[e] is None else jax.tree.map(np.add, sums[e], g)
-      used[e] += w
     if c + 1 in marks:  # the means' cosine equals the sums' cosine
       curve.append(((c + 1) * estimator.num_pairs,
                     tree_cosine(sums[0], sums[1])))
