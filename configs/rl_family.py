@@ -17,7 +17,8 @@ Every policy then goes through the family's held-out protocol (baselines
 constant / step / cosine / warm-up + cosine, base rates tuned per instance and
 once per family, paired seeds, 95 % intervals) and is transferred frozen to
 the small CNN on full-size Fashion-MNIST and to ResNet-8 on the CIFAR-10 JPEG
-copy against tuned cosine.
+copy against tuned cosine. ``env.base_schedule="cosine"`` makes the policy
+residual: its factors correct a cosine decay over each run's budget.
 """
 
 import ml_collections
@@ -48,6 +49,10 @@ def get_config(variant=None):
   c.env.features = "scale_free"  # basic | xu2019 | scale_free
   c.env.factors = (0.5, 0.8, 1.0, 1.25, 2.0)  # PPO / ES: discrete factors
   c.env.max_log_factor = 0.7     # actor-critic: continuous log-factor bound
+  # "cosine": the policy's factors correct a cosine decay over the budget
+  # (a policy that keeps the rate is cosine annealing); "constant": they set
+  # the rate alone.
+  c.env.base_schedule = "constant"
   c.env.hidden = (32, 32)        # actor MLP
   c.env.probe_size = 64
   c.env.base_lr = 0.1            # SGD base rate (the policy scales it)

@@ -47,6 +47,10 @@ def get_config(variant=None):
   c.env.action = "discrete"      # discrete | continuous
   c.env.factors = (0.5, 0.8, 1.0, 1.25, 2.0)
   c.env.max_log_factor = 0.7
+  # "cosine": the policy's factors correct a cosine decay over the budget
+  # (a policy that keeps the rate is cosine annealing); "constant": they set
+  # the rate alone.
+  c.env.base_schedule = "constant"
   c.env.hidden = (32, 32)        # actor MLP
   c.env.probe_size = 64
   c.env.base_lr = 0.03           # SGD (momentum) base rate

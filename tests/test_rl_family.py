@@ -8,6 +8,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from lrmeta import learned
@@ -175,11 +176,13 @@ def _decisive_actor(cfg):
   return {"params": p}
 
 
-def test_frozen_policy_reproduces_family_env_rates():
+@pytest.mark.parametrize("base_schedule", ["constant", "cosine"])
+def test_frozen_policy_reproduces_family_env_rates(base_schedule):
   """A policy saved with the 100-step environment's config, deployed by the
-  learned store on the 200-step shape, applies that environment's rates; the
-  observations stay in their ranges on the real runs."""
-  cfg = _env_cfg()
+  learned store on the 200-step shape, applies that environment's rates (on
+  a constant base rate, or correcting a cosine decay); the observations stay
+  in their ranges on the real runs."""
+  cfg = _env_cfg(base_schedule=base_schedule)
   e100, e200 = family_envs([T100, T200], cfg, DECISIONS)
   assert e200.policy_cfg == scaled_policy_config(e100.policy_cfg, 200)
   assert e200.policy_cfg.steps_per_action == 40
@@ -198,11 +201,15 @@ def test_frozen_policy_reproduces_family_env_rates():
   assert (obs[1:, :, 1] < 0).all()  # the training loss fell
   env_lr = np.transpose(np.asarray(traj["lr"]), (1, 0, 2)).reshape(2, -1)
   assert len(np.unique(np.round(env_lr[0], 6))) > 1, env_lr[0]
-  # The log multiplier seen at a decision is that of the window before.
+  # The log multiplier seen at a decision is that of the window before
+  # (the policy's own: the base schedule's factor is divided out).
+  base = np.asarray(jax.vmap(lambda c: rp.base_factor(e200.policy_cfg, c))(
+      jnp.arange(T200.num_steps)))
   assert obs[0, 0, 4] == 0.0
-  np.testing.assert_allclose(obs[1:, 0, 4],
-                             np.log(env_lr[0, 39:-1:40] / cfg.base_lr),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+      obs[1:, 0, 4], np.log(env_lr[0, 39:-1:40] / (cfg.base_lr
+                                                   * base[39:-1:40])),
+      atol=1e-5)
 
   config = {"controller": "rl_policy", "policy": policy_dict(e100.policy_cfg),
             "base_lr": cfg.base_lr, "momentum": cfg.momentum,
@@ -215,6 +222,41 @@ def test_frozen_policy_reproduces_family_env_rates():
   for i, inst in enumerate(runs):
     _, m = run(init_state(e200.task, opt, inst.key()))
     np.testing.assert_allclose(np.asarray(m["lr"]), env_lr[i], rtol=1e-5)
+
+
+def test_base_factor_is_one_or_the_cosine_decay():
+  steps = jnp.arange(0, 260, 20)
+  flat = rp.PolicyConfig(total_steps=200)
+  cos = rp.PolicyConfig(total_steps=200, base_schedule="cosine")
+  np.testing.assert_array_equal(
+      np.asarray(jax.vmap(lambda c: rp.base_factor(flat, c))(steps)), 1.0)
+  got = np.asarray(jax.vmap(lambda c: rp.base_factor(cos, c))(steps))
+  np.testing.assert_allclose(got, optax.cosine_decay_schedule(1.0, 200)(steps),
+                             atol=1e-6)
+  assert got[0] == 1.0 and got[5] == pytest.approx(0.5, abs=1e-6)
+  assert (got[10:] < 1e-6).all()  # held at 0 from the budget on
+  with pytest.raises(ValueError, match="base_schedule"):
+    rp.PolicyConfig(base_schedule="linear")
+
+
+def test_keep_rate_policy_over_cosine_base_is_cosine_annealing():
+  """An actor that keeps the rate at every decision, on the cosine base,
+  trains with exactly optax's cosine decay from the base rate; on the
+  constant base with the same actor the rate stays at the base rate."""
+  for base_schedule in ("cosine", "constant"):
+    env, = family_envs([T100], _env_cfg(action="continuous",
+                                        base_schedule=base_schedule),
+                       DECISIONS)
+    actor = rp.init_actor(env.policy_cfg, jax.random.key(0))
+    actor = jax.tree.map(jnp.zeros_like, actor)  # mean log-factor 0
+    keys = jnp.stack([dataclasses.replace(T100, seed=1).key()])
+    _, traj = jax.jit(functools.partial(rollout, env, deterministic=True))(
+        actor, keys)
+    lr = np.transpose(np.asarray(traj["lr"]), (1, 0, 2)).reshape(-1)
+    want = (optax.cosine_decay_schedule(env.cfg.base_lr, T100.num_steps)(
+        np.arange(T100.num_steps)) if base_schedule == "cosine"
+            else np.full(T100.num_steps, env.cfg.base_lr))
+    np.testing.assert_allclose(lr, want, rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.slow

@@ -51,6 +51,10 @@ def test_config_errors_name_the_key():
   with pytest.raises(ConfigError, match="algos"):
     validate(cfg, "rl-train")
   cfg = load_config(DEBUG)
+  cfg.env.base_schedule = "linear"
+  with pytest.raises(ConfigError, match="env.base_schedule"):
+    validate(cfg, "rl-train")
+  cfg = load_config(DEBUG)
   cfg.transfer.cifar.steps = 0
   with pytest.raises(ConfigError, match="transfer.cifar.steps"):
     validate(cfg, "rl-train")

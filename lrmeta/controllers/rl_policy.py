@@ -14,6 +14,12 @@ exactly the observations it was trained on:
   scales the base optimizer's updates by ``exp(log_scale)``; the environment
   sets ``log_scale`` from outside, :func:`rl_lr_policy` lets the actor set it.
 
+``base_schedule="cosine"`` makes the policy residual (as in residual policy
+learning, Silver et al. 2018): the updates are scaled by ``exp(log_scale)``
+times the cosine decay ``(1 + cos(pi t / T))/2`` over the run's budget, so
+the policy's factors correct a cosine schedule instead of building one from a
+constant rate; a policy that always keeps the rate is cosine annealing.
+
 Observation (``features="basic"``, 8 entries; every entry is a ratio, a log
 ratio or a fraction, so one policy transfers between tasks and models):
 
@@ -58,7 +64,8 @@ Each entry is clipped to its own range (:data:`SCALE_FREE_RANGES`):
      (the ``val_value=`` signal) over the smoothed training loss, in
      ``[-3, 3]``;
   4. ``log(lr / base lr)``, the log multiplier, in ``[min_log_scale,
-     max_log_scale]``;
+     max_log_scale]`` (with ``base_schedule="cosine"`` the policy's own
+     multiplier, without the cosine factor that entry 0 determines);
   5. ``log(grad_norm_ema / first grad norm)`` (the norm of what reaches this
      transformation, as for entry 4 of ``"basic"``), in ``[-5, 5]``.
 
@@ -103,6 +110,7 @@ SCALE_FREE_RANGES = ((0.0, 1.0), (-5.0, 2.0), (-3.0, 3.0), (-3.0, 3.0), None,
                      (-5.0, 5.0))
 _CLIP = 10.0
 _EPS = 1e-8
+BASE_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +131,9 @@ class PolicyConfig:
     ema: decay of the training-loss and gradient-norm moving averages.
     probe_size: probe images for the prediction-variance features.
     hidden: widths of the actor's hidden layers.
+    base_schedule: ``"constant"`` (the rate is ``base_lr * exp(log_scale)``)
+      or ``"cosine"`` (that times ``(1 + cos(pi * count / total_steps))/2``:
+      the policy corrects a cosine schedule).
   """
 
   steps_per_action: int = 20
@@ -136,10 +147,12 @@ class PolicyConfig:
   ema: float = 0.9
   probe_size: int = 64
   hidden: tuple[int, ...] = (32, 32)
+  base_schedule: str = "constant"
 
   def __post_init__(self):
     fn = "PolicyConfig"
     checks.one_of(fn, "features", self.features, tuple(FEATURE_SETS))
+    checks.one_of(fn, "base_schedule", self.base_schedule, BASE_SCHEDULES)
     checks.one_of(fn, "action", self.action, ("discrete", "continuous"))
     checks.positive_int(fn, "steps_per_action", self.steps_per_action)
     checks.positive_int(fn, "total_steps", self.total_steps)
@@ -407,6 +420,16 @@ def policy_action(cfg: PolicyConfig, net_out: Any, key: jax.Array | None,
 # -- transformations ---------------------------------------------------------
 
 
+def base_factor(cfg: PolicyConfig, count: jax.Array) -> jax.Array:
+  """The base schedule's multiplier at update ``count`` (0-based): 1 for
+  ``"constant"``, ``(1 + cos(pi * count / total_steps))/2`` for ``"cosine"``
+  (held at 0 past the budget)."""
+  if cfg.base_schedule == "constant":
+    return jnp.ones((), jnp.float32)
+  frac = jnp.minimum(_f32(count) / cfg.total_steps, 1.0)
+  return 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+
+
 def _transform(cfg: PolicyConfig, actor_params, deterministic: bool,
                seed: int) -> optax.GradientTransformationExtraArgs:
   net = make_policy_net(cfg) if actor_params is not None else None
@@ -437,7 +460,7 @@ def _transform(cfg: PolicyConfig, actor_params, deterministic: bool,
       state = state._replace(key=jax.random.key_data(key))
     feats = track(cfg, state.feats, updates, value=value, val_value=val_value,
                   val_probs=val_probs)
-    scale = jnp.exp(state.log_scale)
+    scale = jnp.exp(state.log_scale) * base_factor(cfg, state.count)
     updates = jax.tree.map(lambda u: (u * scale).astype(u.dtype), updates)
     return updates, state._replace(count=state.count + 1, learning_rate=scale,
                                    feats=feats)
@@ -446,7 +469,8 @@ def _transform(cfg: PolicyConfig, actor_params, deterministic: bool,
 
 
 def rl_features_scale(cfg: PolicyConfig) -> optax.GradientTransformationExtraArgs:
-  """Tracks the policy's features and scales updates by ``exp(log_scale)``.
+  """Tracks the policy's features and scales updates by ``exp(log_scale)``
+  (times the base schedule's factor, :func:`base_factor`).
 
   Nothing inside changes ``log_scale``: the RL environment sets it between
   chunks of ``steps_per_action`` steps with :func:`decide`.
@@ -461,7 +485,8 @@ def rl_lr_policy(params: Any, cfg: PolicyConfig | None = None, *,
 
   Chain it after a base optimizer whose learning rate is the policy's base
   rate, e.g. ``optax.chain(optax.sgd(0.05, momentum=0.9), rl_lr_policy(p,
-  cfg))``; it scales the base updates by ``exp(log_scale)``, where at every
+  cfg))``; it scales the base updates by ``exp(log_scale)`` (times
+  :func:`base_factor`, 1 unless ``cfg.base_schedule="cosine"``), where at every
   ``cfg.steps_per_action``-th update
 
   .. math::

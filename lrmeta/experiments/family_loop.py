@@ -129,6 +129,7 @@ def _schedule_config(cfg) -> dict:
 DEFAULT_RL_ENV = {"decisions": 20, "features": "scale_free",
                   "factors": (0.5, 0.8, 1.0, 1.25, 2.0),
                   "max_log_factor": 0.7, "hidden": (32, 32),
+                  "base_schedule": "constant",
                   "probe_size": 64, "val_batch_size": 128, "keep_bias": 1.0}
 
 
@@ -156,7 +157,8 @@ def rl_policy_config(cfg, action: str = "discrete") -> PolicyConfig:
                       features=e["features"], action=action,
                       factors=tuple(e["factors"]),
                       max_log_factor=e["max_log_factor"],
-                      probe_size=e["probe_size"], hidden=tuple(e["hidden"]))
+                      probe_size=e["probe_size"], hidden=tuple(e["hidden"]),
+                      base_schedule=e.get("base_schedule", "constant"))
   return family_policy_config(pcfg, shortest, int(e["decisions"]))
 
 

@@ -43,7 +43,8 @@ def policy_config(cfg) -> PolicyConfig:
                       total_steps=e.total_steps, features=e.features,
                       action=e.action, factors=tuple(e.factors),
                       max_log_factor=e.max_log_factor,
-                      probe_size=e.probe_size, hidden=tuple(e.hidden))
+                      probe_size=e.probe_size, hidden=tuple(e.hidden),
+                      base_schedule=e.get("base_schedule", "constant"))
 
 
 def env_config(cfg, policy: PolicyConfig | None = None) -> LREnvConfig:
