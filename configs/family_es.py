@@ -18,8 +18,9 @@ Each meta-step scores ``meta.es_pairs`` antithetic pairs of whole runs, each
 pair on its own instance, by the final loss over 2,000 validation images
 divided by the same run's loss under constant SGD (rate 0.05, momentum 0.9).
 ``meta.es_sigma`` is in the meta-parameters' units (log units for HD's
-rates). ``meta.perturb`` restricts ES to some top-level parameter groups
-(e.g. ``out``, MLR-SNet's output layer; empty: all).
+rates). ``meta.perturb`` restricts ES to some parameter groups, key paths
+with ``/`` between levels (e.g. ``out``, MLR-SNet's output layer; empty:
+all).
 
 Controllers (``controller.name``): ``mlr_snet`` (the paper's LSTM, 23,101
 weights; plain SGD as in the paper's code), ``hypergradient`` (HD's

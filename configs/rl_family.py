@@ -85,7 +85,9 @@ def get_config(variant=None):
   c.meta.es_pairs = 64
   c.meta.es_sigma = 0.1
   c.meta.shapes_per_step = 4
-  c.meta.perturb = ""            # "": every weight
+  # "": every weight; "params/Dense_2": the output layer alone (key paths,
+  # comma-separated).
+  c.meta.perturb = ""
   c.meta.truncate = 0
   c.meta.lr = 0.01               # Adam
   c.meta.weight_decay = 0.0

@@ -147,6 +147,28 @@ def test_perturb_restricts_the_estimate():
                                                        jax.random.key(0))
 
 
+def test_perturb_selects_nested_groups_by_path():
+  theta = {"params": {"Dense_0": {"kernel": np.ones((2, 3)),
+                                  "bias": np.ones(3)},
+                      "Dense_1": {"kernel": np.ones((3, 1)),
+                                  "bias": np.ones(1)}},
+           "log_std": np.zeros(1)}
+  mask = fes.perturbed_mask(theta, ("params/Dense_1",))
+  assert mask["params"]["Dense_1"] == {"kernel": True, "bias": True}
+  assert not any(jax.tree.leaves(mask["params"]["Dense_0"]))
+  assert mask["log_std"] is False
+  # A top-level key still selects its whole subtree; a prefix of a name
+  # that is not a whole level selects nothing and is an error.
+  assert all(jax.tree.leaves(fes.perturbed_mask(theta, ("params",))
+                             ["params"]))
+  with pytest.raises(ValueError, match="params/Dense_"):
+    fes.perturbed_mask(theta, ("params/Dense_",))
+  eps = fes.restrict(jax.tree.map(lambda x: x + 1.0, theta), mask)
+  assert float(eps["params"]["Dense_0"]["kernel"].sum()) == 0.0
+  assert float(eps["params"]["Dense_1"]["kernel"].sum()) == 6.0
+  assert float(eps["log_std"].sum()) == 0.0
+
+
 def test_outer_loop_runs_host_side_and_resumes(tmp_path):
   est = _estimator()
   trainer = MetaTrainer([est], optax.adam(0.2), clip_norm=None)

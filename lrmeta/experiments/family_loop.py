@@ -94,7 +94,8 @@ class Setup:
 
   Attributes:
     config: ``cfg -> saved-controller config``.
-    perturb: ES perturbs these top-level keys of ``theta`` (``None``: all).
+    perturb: ES perturbs these parameter groups of ``theta``, key paths
+      with ``/`` between levels (``None``: all).
     tune_base: the controller scales a base rate (its ``learning_rate=``),
       which the held-out protocol tunes like a schedule's peak rate.
   """
@@ -188,7 +189,7 @@ SETUPS: dict[str, Setup] = {
 
 
 def perturbed_keys(cfg) -> tuple[str, ...] | None:
-  """``cfg.meta.perturb`` ("" : every parameter) as a tuple of keys."""
+  """``cfg.meta.perturb`` ("" : every parameter) as a tuple of key paths."""
   text = cfg.meta.perturb.strip()
   if not text:
     return SETUPS[cfg.controller.name].perturb

@@ -94,6 +94,40 @@ def tree_cosine(a: Theta, b: Theta) -> float:
   return float(fa @ fb / den) if den > 0 else float("nan")
 
 
+def _path_name(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def perturbed_mask(theta: Theta, groups: Sequence[str]) -> Theta:
+  """A pytree of bools shaped like ``theta``: True on the leaves under any
+  of ``groups`` (key paths, ``/`` between levels: ``"knots"``,
+  ``"params/Dense_2"``).
+
+  Raises:
+    ValueError: a group that names no leaf of ``theta``.
+  """
+  names = [_path_name(p) for p, _ in
+           jax.tree_util.tree_flatten_with_path(theta)[0]]
+  groups = tuple(g.strip("/") for g in groups)
+
+  def under(name, g):
+    return name == g or name.startswith(g + "/")
+
+  unknown = [g for g in groups if not any(under(n, g) for n in names)]
+  if unknown:
+    tops = sorted({n.split("/")[0] for n in names})
+    raise ValueError(f"perturb names {unknown}, not keys of theta (its "
+                     f"top-level keys: {tops}; nested ones are written "
+                     f"with '/', e.g. 'params/Dense_2')")
+  return jax.tree_util.tree_map_with_path(
+      lambda p, _: any(under(_path_name(p), g) for g in groups), theta)
+
+
+def restrict(tree: Theta, mask: Theta) -> Theta:
+  """``tree`` with the leaves where ``mask`` is False set to zero."""
+  return jax.tree.map(lambda x, m: x if m else np.zeros_like(x), tree, mask)
+
+
 def antithetic_gradient(eps: Theta, fit_plus: np.ndarray,
                         fit_minus: np.ndarray, sigma: float
                         ) -> tuple[Theta, int]:
@@ -131,8 +165,10 @@ class FamilyES:
     truncate: score each run after this many steps instead of at the end
       of its budget (the controller still plans for the whole budget): the
       short-horizon objective, for ablations (``None``: whole runs).
-    perturb: top-level keys of a dict ``theta`` to perturb (``None``: every
-      leaf); the others keep a zero gradient. ES needs about ``d`` pairs to
+    perturb: parameter groups of a dict ``theta`` to perturb, each a key
+      path with ``/`` between levels (``"knots"``, ``"params/Dense_2"``),
+      selecting every leaf under it (``None``: every leaf); the others keep
+      a zero gradient. ES needs about ``d`` pairs to
       resolve ``d`` directions, so restricting a large controller to a few
       of its parameters (e.g. MLR-SNet's output layer) is what makes the
       estimate informative at tens of pairs.
@@ -296,12 +332,7 @@ class FamilyES:
     n = self.num_pairs
     eps = tree_normal(k_eps, theta, n)
     if self.perturb is not None:
-      unknown = set(self.perturb) - set(theta)
-      if unknown:
-        raise ValueError(f"perturb names {sorted(unknown)}, not keys of "
-                         f"theta {sorted(theta)}")
-      eps = {k: (v if k in self.perturb else jax.tree.map(np.zeros_like, v))
-             for k, v in eps.items()}
+      eps = restrict(eps, perturbed_mask(theta, self.perturb))
     plus = jax.tree.map(lambda t, e: np.asarray(t) + self.sigma * e,
                         theta, eps)
     minus = jax.tree.map(lambda t, e: np.asarray(t) - self.sigma * e,
