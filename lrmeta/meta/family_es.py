@@ -106,8 +106,8 @@ def perturbed_mask(theta: Theta, groups: Sequence[str]) -> Theta:
   Raises:
     ValueError: a group that names no leaf of ``theta``.
   """
-  names = [_path_name(p) for p, _ in
-           jax.tree_util.tree_flatten_with_path(theta)[0]]
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(theta)
+  names = [_path_name(p) for p, _ in leaves]
   groups = tuple(g.strip("/") for g in groups)
 
   def under(name, g):
@@ -119,8 +119,8 @@ def perturbed_mask(theta: Theta, groups: Sequence[str]) -> Theta:
     raise ValueError(f"perturb names {unknown}, not keys of theta (its "
                      f"top-level keys: {tops}; nested ones are written "
                      f"with '/', e.g. 'params/Dense_2')")
-  return jax.tree_util.tree_map_with_path(
-      lambda p, _: any(under(_path_name(p), g) for g in groups), theta)
+  return treedef.unflatten([any(under(n, g) for g in groups)
+                            for n in names])
 
 
 def restrict(tree: Theta, mask: Theta) -> Theta:
