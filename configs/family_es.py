@@ -4,6 +4,7 @@ then judged on held-out family instances.
   lrmeta meta-train --config configs/family_es.py          # GPU-sized
   lrmeta meta-train --config configs/family_es.py:small    # 2 CPU cores
   lrmeta meta-train --config configs/family_es.py:debug    # seconds (tests)
+  lrmeta meta-train --config configs/family_es.py:small_fmnist  # no CIFAR-10
   lrmeta meta-train --config configs/family_es.py:small --config.controller.name=hypergradient
 
 The family (``lrmeta.tasks.family``): Fashion-MNIST average-pooled to 7x7 and
@@ -33,9 +34,10 @@ its tuned settings).
 
 import ml_collections
 
-from lrmeta.experiments.config import family_transfer_config
+from lrmeta.experiments.config import (family_transfer_config,
+                                      fashion_mnist_only)
 
-VARIANTS = ("", "small", "debug")
+VARIANTS = ("", "small", "debug", "small_fmnist")
 
 
 def get_config(variant=None):
@@ -91,8 +93,8 @@ def get_config(variant=None):
   # Fashion-MNIST and ResNet-8 on the CIFAR-10 JPEG copy.
   c.transfer = family_transfer_config()
 
-  if variant == "small":
-    c.output_dir = "results/family_es_small"
+  if variant in ("small", "small_fmnist"):
+    c.output_dir = f"results/family_es_{variant}"
     c.family.train_shapes = 8
     c.meta.es_pairs = 32
     c.meta.meta_steps = 150
@@ -100,6 +102,8 @@ def get_config(variant=None):
     c.meta.save_every = 15
     c.test.grid_points = 8
     c.transfer = family_transfer_config("small")
+    if variant == "small_fmnist":
+      fashion_mnist_only(c)
   elif variant == "debug":
     c.output_dir = "results/family_es_debug"
     c.family.sources = ("fashion_mnist:7",)

@@ -5,6 +5,7 @@ instances.
   lrmeta meta-train --config configs/learned_lr.py          # GPU-sized
   lrmeta meta-train --config configs/learned_lr.py:small    # 2 CPU cores
   lrmeta meta-train --config configs/learned_lr.py:debug    # seconds (tests)
+  lrmeta meta-train --config configs/learned_lr.py:small_fmnist  # no CIFAR-10
 
 The controller (``lrmeta.controllers.learned_schedule``) sets
 ``log lr_t = log lr_base + s(t/T) + r(features_t)`` on SGD with momentum 0.9:
@@ -15,13 +16,14 @@ start at zero, so the untrained controller is constant SGD at ``lr_base``
 49 meta-parameters with 8 knots. Everything else (family, ES, held-out
 protocol) is ``configs/family_es.py``'s; ``scripts/reproduce_learned_lr.py``
 runs the staged meta-training (knots first, then knots and feedback), the
-ablations and the transfers.
+ablations and the transfers. ``small_fmnist`` is ``small`` without CIFAR-10
+(Fashion-MNIST family sources only, transfer to the small CNN only).
 """
 
 import importlib.util
 import pathlib
 
-VARIANTS = ("", "small", "debug")
+VARIANTS = ("", "small", "debug", "small_fmnist")
 
 
 def _family_es():
@@ -33,7 +35,7 @@ def _family_es():
 
 
 def get_config(variant=None):
-  if variant not in (None, "", "small", "debug"):
+  if variant not in (None, *VARIANTS):
     raise ValueError(f"unknown variant {variant!r}; choose one of "
                      f"{VARIANTS}")
   c = _family_es().get_config(variant)

@@ -4,6 +4,7 @@ instances and transferred frozen to a CNN and a ResNet.
   lrmeta rl-train --config configs/rl_family.py          # full: meant for a GPU
   lrmeta rl-train --config configs/rl_family.py:small    # 2 CPU cores
   lrmeta rl-train --config configs/rl_family.py:debug    # seconds (tests)
+  lrmeta rl-train --config configs/rl_family.py:small_fmnist  # no CIFAR-10
 
 One actor network (``env.hidden``, scale-free features) is trained three
 ways on the same training shapes of the family (``lrmeta.tasks.family``:
@@ -19,14 +20,17 @@ once per family, paired seeds, 95 % intervals) and is transferred frozen to
 the small CNN on full-size Fashion-MNIST and to ResNet-8 on the CIFAR-10 JPEG
 copy against tuned cosine. ``env.base_schedule="cosine"`` makes the policy
 residual: its factors correct a cosine decay over each run's budget.
+``small_fmnist`` is ``small`` without CIFAR-10 (Fashion-MNIST family sources
+only, transfer to the small CNN only).
 """
 
 import ml_collections
 
 from lrmeta.experiments.config import (actor_critic_config,
-                                      family_transfer_config, ppo_config)
+                                      family_transfer_config,
+                                      fashion_mnist_only, ppo_config)
 
-VARIANTS = ("", "small", "debug")
+VARIANTS = ("", "small", "debug", "small_fmnist")
 
 
 def get_config(variant=None):
@@ -113,8 +117,8 @@ def get_config(variant=None):
   variant = variant or ""
   if variant not in VARIANTS:
     raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
-  if variant == "small":
-    c.output_dir = "results/rl_family_small"
+  if variant in ("small", "small_fmnist"):
+    c.output_dir = f"results/rl_family_{variant}"
     c.family.train_shapes = 8
     c.ppo.num_envs = 64
     c.ppo.iterations = 60        # 3,840 episodes
@@ -127,6 +131,8 @@ def get_config(variant=None):
     c.meta.val_seeds_per_shape = 4
     c.test.grid_points = 8
     c.transfer = family_transfer_config("small")
+    if variant == "small_fmnist":
+      fashion_mnist_only(c)
   elif variant == "debug":
     c.output_dir = "results/rl_family_debug"
     c.family.sources = ("fashion_mnist:7",)

@@ -101,9 +101,12 @@ def test_tfds_manual_dir_restores_official_bytes(tmp_path):
     assert gzip.decompress(data)[:3] == b"\x00\x00\x08"
 
 
-def test_cifar10_jpeg_copy_loads_and_is_labelled():
-  """The offline CIFAR-10 copy (../shared/data/cifar10-jpeg) decodes fully."""
+@pytest.mark.cifar10
+def test_cifar10_loads_whole_and_is_labelled_by_its_source():
+  """CIFAR-10 from the first source found (on this project's machines the
+  JPEG copy in ../shared/data/cifar10-jpeg) loads whole, labelled as such."""
   from lrmeta.data import cifar10
+  src = cifar10.resolve_source()
   (tx, ty), (ex, ey) = cifar10.load_arrays()
   assert tx.shape == (50000, 32, 32, 3) and tx.dtype == np.uint8
   assert ex.shape == (10000, 32, 32, 3)
@@ -116,7 +119,9 @@ def test_cifar10_jpeg_copy_loads_and_is_labelled():
   (_, _), (ex2, ey2) = cifar10.load_arrays()
   np.testing.assert_array_equal(ey, ey2)  # one fixed order on every load
   ds = load_dataset("cifar10", num_val=1000, max_train=2000)
-  assert ds.name == "CIFAR-10 (JPEG copy)" and ds.augment == "crop_flip"
+  assert ds.name == src.label and ds.augment == "crop_flip"
+  assert ds.name == ("CIFAR-10 (JPEG copy)" if src.kind == "jpeg"
+                     else "CIFAR-10")
   # Real colour images: channel means differ (0.49 / 0.48 / 0.44 on CIFAR).
   assert ds.mean[0] - ds.mean[2] > 0.02
 
@@ -172,6 +177,6 @@ def test_cifar10_env_archive_must_be_usable(tmp_path, monkeypatch):
     locate("cifar10")
   (tmp_path / "cifar10-jpeg.tar.gz").write_text("not a gzip file")
   with pytest.raises(DataNotFoundError, match="not a gzip archive"):
-    cifar10.resolve_archive()
+    cifar10.resolve_source()
   with pytest.raises(DataNotFoundError, match="task.data_dir"):
     locate("cifar10", str(tmp_path / "missing"))

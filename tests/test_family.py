@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from lrmeta.data import DataNotFoundError, load_dataset, locate
+from lrmeta.data import load_dataset
 from lrmeta.meta import family as runs
 from lrmeta.tasks import family as fam
 from lrmeta.train import init_state, run_steps
@@ -117,16 +117,14 @@ def test_pooled_fashion_mnist_shapes_and_statistics():
     assert ds.std[0] < raw.std[0]  # pooling smooths the images
 
 
+@pytest.mark.cifar10
 def test_pooled_cifar10_is_grayscale_8x8():
-  try:
-    locate("cifar10")
-  except DataNotFoundError as e:
-    pytest.skip(f"CIFAR-10 JPEG copy not available: {e}")
   raw = load_dataset("cifar10", num_val=fam.VAL_SIZE, seed=0, augment="none",
                      max_train=1000)
   ds = fam.pool_dataset(raw, 8)
   assert ds.image_shape == (8, 8, 1) and ds.val_x.shape[0] >= 2000
-  assert ds.name.startswith("CIFAR-10 (JPEG copy)")
+  assert ds.name == f"{raw.name}, grayscale 8x8"
+  assert raw.name in ("CIFAR-10 (JPEG copy)", "CIFAR-10")
   luma = np.asarray(raw.val_x[:500], np.float64) @ np.asarray(fam.LUMA)
   means = np.asarray(ds.val_x[:500], np.float64).mean(axis=(1, 2, 3))
   np.testing.assert_allclose(means, luma.mean(axis=(1, 2)), atol=0.5)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from lrmeta.data import cifar10, fashion_mnist
-from lrmeta.data.base import (Batch, DataNotFoundError, Dataset,
+from lrmeta.data.base import (Batch, DataNotFoundError, Dataset, Source,
                               carve_validation, make_dataset,
                               random_crop_flip, symmetric_label_noise)
 
@@ -11,19 +13,39 @@ DATASETS = ("fashion_mnist", "cifar10")
 SOURCES = ("local", "tfds")
 
 
-def locate(name: str, data_dir: str | None = None) -> str:
-  """Where a dataset's local files are, without reading them (a quick check
-  before a run loads them).
+def data_source(name: str, data_dir: str | None = None) -> Source:
+  """Where ``load_dataset(name, data_dir=data_dir)`` will read from, found
+  without reading (a quick check before a run loads it).
+
+  Fashion-MNIST: ``data_dir`` (config key ``task.data_dir``), else
+  ``$LRMETA_DATA_DIR``, else the Debian package's folder. CIFAR-10: the
+  source chain of :func:`lrmeta.data.cifar10.resolve_source` (the JPEG copy
+  set by ``data_dir`` or ``$LRMETA_CIFAR10_JPEG``, the JPEG copy beside the
+  project, TFDS ``cifar10``).
 
   Raises:
     ValueError: for an unknown dataset.
-    DataNotFoundError: when the files are not where the settings say.
+    DataNotFoundError: when no source is usable (one line naming the fix).
   """
   if name not in DATASETS:
     raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
-  if name == "fashion_mnist":
-    return str(fashion_mnist.resolve_dir(data_dir))
-  return str(cifar10.resolve_archive(data_dir))
+  if name == "cifar10":
+    return cifar10.resolve_source(data_dir)
+  path = str(fashion_mnist.resolve_dir(data_dir))
+  how = ("config key task.data_dir" if data_dir else fashion_mnist.ENV_VAR
+         if os.environ.get(fashion_mnist.ENV_VAR) else
+         "the Debian package dataset-fashion-mnist")
+  return Source("Fashion-MNIST", "idx", path, how)
+
+
+def locate(name: str, data_dir: str | None = None) -> str:
+  """The folder, archive or TFDS data dir :func:`data_source` finds.
+
+  Raises:
+    ValueError: for an unknown dataset.
+    DataNotFoundError: when no source is usable.
+  """
+  return data_source(name, data_dir).path
 
 
 def load_dataset(name: str, *, source: str = "local",
@@ -35,9 +57,11 @@ def load_dataset(name: str, *, source: str = "local",
 
   Args:
     name: ``"fashion_mnist"`` or ``"cifar10"``.
-    source: ``"local"`` (offline files: Debian's Fashion-MNIST package, the
-      CIFAR-10 JPEG copy) or ``"tfds"`` (``tfds.load``, needs internet and the
-      ``[tfds]`` extra).
+    source: ``"local"`` (the first source :func:`data_source` finds:
+      Debian's Fashion-MNIST package; for CIFAR-10 the JPEG copy, else a
+      prepared TFDS ``cifar10``, downloaded only when
+      ``$LRMETA_TFDS_DOWNLOAD=1``) or ``"tfds"`` (TFDS only, downloading
+      when not prepared: needs a network and the ``[tfds]`` extra).
     data_dir: where the local files are (config key ``task.data_dir``;
       default: ``$LRMETA_DATA_DIR`` for Fashion-MNIST,
       ``$LRMETA_CIFAR10_JPEG`` for CIFAR-10, else the standard locations).
@@ -60,19 +84,24 @@ def load_dataset(name: str, *, source: str = "local",
               else fashion_mnist.load_arrays_tfds)
     display = "Fashion-MNIST"
     default_aug = "none"
-  else:
-    loader = (cifar10.load_arrays if source == "local"
-              else cifar10.load_arrays_tfds)
-    display = cifar10.JPEG_NAME if source == "local" else "CIFAR-10"
+    train, test = loader(data_dir)
+  elif source == "local":
+    src = cifar10.resolve_source(data_dir)
+    train, test = cifar10.load_arrays(source=src)
+    display = src.label
     default_aug = "crop_flip"
-  train, test = loader(data_dir)
+  else:
+    train, test = cifar10.load_arrays_tfds(data_dir)
+    display = cifar10.TFDS_NAME
+    default_aug = "crop_flip"
   return make_dataset(display, train, test, 10, num_val=num_val, seed=seed,
                       label_noise=label_noise,
                       augment=augment if augment is not None else default_aug,
                       max_train=max_train)
 
 
-__all__ = ["Batch", "DataNotFoundError", "Dataset", "DATASETS", "locate",
+__all__ = ["Batch", "DataNotFoundError", "Dataset", "DATASETS", "Source",
+           "data_source", "locate",
            "load_dataset", "make_dataset",
            "carve_validation", "symmetric_label_noise", "random_crop_flip",
            "fashion_mnist", "cifar10"]

@@ -26,6 +26,47 @@ class DataNotFoundError(FileNotFoundError):
   """
 
 
+class Source(NamedTuple):
+  """Where a dataset is read from (named in a run's output and results).
+
+  Attributes:
+    label: the dataset's name in tables, e.g. ``"CIFAR-10 (JPEG copy)"``.
+    kind: ``"idx"`` (Fashion-MNIST's IDX files), ``"jpeg"`` (the CIFAR-10
+      JPEG copy) or ``"tfds"`` (a TFDS data dir).
+    path: the folder, archive or TFDS data dir.
+    how: the setting or search step that chose it, e.g. ``"LRMETA_DATA_DIR"``.
+    file_format: ``tfds`` only: the prepared data's format
+      (``"array_record"`` or ``"tfrecord"``); ``""`` when it is still to be
+      downloaded.
+  """
+
+  label: str
+  kind: str
+  path: str
+  how: str
+  file_format: str = ""
+
+  @property
+  def download(self) -> bool:
+    """Whether loading will download (TFDS data not prepared yet)."""
+    return self.kind == "tfds" and not self.file_format
+
+  def describe(self) -> str:
+    """One line, e.g. ``CIFAR-10 (JPEG copy) from /x/cifar10-jpeg.tar.gz
+    (LRMETA_CIFAR10_JPEG)``."""
+    if self.kind != "tfds":
+      where = self.path
+    elif self.download:
+      where = f"TFDS, to be downloaded into {self.path}"
+    else:
+      where = f"TFDS data dir {self.path} ({self.file_format})"
+    return f"{self.label} from {where} ({self.how})"
+
+  def as_dict(self) -> dict[str, str]:
+    return {"label": self.label, "kind": self.kind, "path": self.path,
+            "how": self.how, "file_format": self.file_format}
+
+
 class Batch(NamedTuple):
   """One minibatch: normalised float32 images (NHWC) and int32 labels."""
 

@@ -2,9 +2,11 @@
 
 Overrides follow the config: ``--config.train.epochs=2``. The config is
 checked whole (:func:`lrmeta.experiments.validate.validate`) before any data
-loads; a mistake in it, a missing file or an unusable data folder prints one
-``error: ...`` line and exits with status 2 (``--debug`` or
-``LRMETA_DEBUG=1`` shows the traceback instead).
+loads; a mistake in it, a missing file or a dataset with no usable source
+prints one ``error: ...`` line and exits with status 2 (``--debug`` or
+``LRMETA_DEBUG=1`` shows the traceback instead). Otherwise the first lines
+printed name where each dataset is read from (``data: ...``; also
+``data.json`` in the results folder).
 """
 
 from __future__ import annotations
@@ -63,8 +65,12 @@ environment variables:
                        config key task.data_dir takes precedence. A folder
                        set here that lacks the files is an error.
   LRMETA_CIFAR10_JPEG  the CIFAR-10 JPEG archive or its folder (default:
-                       shared/data/cifar10-jpeg beside the repository)
-  LRMETA_CACHE_DIR     where decoded CIFAR-10 arrays are cached
+                       ../shared/data/cifar10-jpeg beside the repository,
+                       then TFDS cifar10 if prepared in the TFDS data dir)
+  TFDS_DATA_DIR        TFDS's data dir (default ~/tensorflow_datasets)
+  LRMETA_TFDS_DOWNLOAD=1  download TFDS cifar10 when no other source has it
+                       (needs a network and pip install -e '.[tfds]')
+  LRMETA_CACHE_DIR     where decoded CIFAR-10 JPEG arrays are cached
                        (default ~/.cache/lrmeta)
   LRMETA_DEBUG=1       show the Python traceback of an error (as --debug)
   JAX_PLATFORMS        e.g. cpu, to keep JAX off an accelerator"""
@@ -208,12 +214,14 @@ def main(argv: list[str] | None = None) -> int:
   try:
     cfg = apply_overrides(load_config(args.config), overrides)
     from lrmeta.experiments.validate import validate
-    validate(cfg, args.command)
+    sources = validate(cfg, args.command)
   except _USER_ERRORS as e:
     if debug:
       raise
     print(f"error: {_one_line(e)}", file=sys.stderr)
     return 2
+  for name, src in sources.items():
+    print(f"data: {name}: {src.describe()}", flush=True)
   from lrmeta.data import DataNotFoundError
   module = importlib.import_module(COMMANDS[args.command][0])
   try:

@@ -270,6 +270,19 @@ def _transfer_section(dataset: str, model: str, batch_size: int, steps: int,
   return t
 
 
+def fashion_mnist_only(c: ml_collections.ConfigDict
+                       ) -> ml_collections.ConfigDict:
+  """A task-family config made to need Fashion-MNIST only (for a machine
+  without CIFAR-10): the family's pooled Fashion-MNIST sources alone, and
+  the frozen transfer to the small CNN alone. Changes ``c`` and returns
+  it."""
+  c.family.sources = tuple(s for s in c.family.sources
+                           if s.startswith("fashion_mnist:"))
+  c.transfer.tasks = tuple(t for t in c.transfer.tasks
+                           if c.transfer[t].dataset == "fashion_mnist")
+  return c
+
+
 def family_transfer_config(variant: str = "") -> ml_collections.ConfigDict:
   """The ``transfer`` block of the task-family configs: controllers trained
   on the family, frozen, on the small CNN on full-size Fashion-MNIST

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lrmeta.experiments.config import flatten
 from lrmeta.experiments.rundir import run_folder
 
 
@@ -16,7 +17,15 @@ results_folder = run_folder  # every job writes through it
 
 
 def write_config(out: pathlib.Path, cfg) -> None:
+  """Writes ``config.json`` (the resolved config) and ``data.json``: for
+  every dataset the run loads, where it is read from
+  (:meth:`lrmeta.data.Source.as_dict`: label, kind, path, the chain step)."""
+  from lrmeta.experiments.validate import check_data  # pylint: disable=import-outside-toplevel
   (out / "config.json").write_text(cfg.to_json_best_effort(indent=2) + "\n")
+  sources = check_data(flatten(cfg))
+  (out / "data.json").write_text(json.dumps(
+      {name: src.as_dict() for name, src in sources.items()}, indent=1)
+                                 + "\n")
 
 
 def write_jsonl(path: pathlib.Path, rows: Sequence[dict[str, Any]]) -> None:

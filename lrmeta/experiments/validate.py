@@ -5,7 +5,8 @@ to whichever of those keys a config has (a key without a rule is accepted as
 it is; rules that import a registry run after the plain ones), then the
 checks that read several keys or touch the disk: a multiple-of relation
 between step counts, every ``methods`` entry built into its optimizer, saved
-controllers loaded, and the data folders located (not read). The first
+controllers loaded, and a source found (not read) for every dataset the run
+loads. The first
 failure raises :class:`ConfigError` with a message that names the key and
 the value, e.g.::
 
@@ -448,29 +449,53 @@ def check_methods(cfg) -> None:
       raise ConfigError(f"config key 'methods': {msg}") from e
 
 
-def check_data(flat: dict) -> None:
-  """Locates (without reading) the local files of every dataset the run
-  will load."""
-  from lrmeta.data import locate  # pylint: disable=import-outside-toplevel
+def config_datasets(flat: dict) -> dict[str, str | None]:
+  """``{dataset: data_dir}`` of every dataset a run of the (flattened)
+  config loads: its task, its transfer task(s) when transfer is enabled
+  (only the sections ``transfer.tasks`` lists) and its family's sources."""
+  out: dict[str, str | None] = {}
+
+  def add(name, data_dir=None):
+    out.setdefault(name, data_dir or None)
+
   uses_transfer = flat.get("transfer.enabled", False)
   if "task.dataset" in flat:
-    locate(flat["task.dataset"], flat.get("task.data_dir") or None)
+    add(flat["task.dataset"], flat.get("task.data_dir"))
   if uses_transfer and "transfer.task.dataset" in flat:
-    locate(flat["transfer.task.dataset"],
-           flat.get("transfer.task.data_dir") or None)
+    add(flat["transfer.task.dataset"], flat.get("transfer.task.data_dir"))
   if uses_transfer and "transfer.dataset" in flat:
-    locate(flat["transfer.dataset"])
-  for name in ("cnn", "cifar"):
-    if uses_transfer and f"transfer.{name}.dataset" in flat:
-      locate(flat[f"transfer.{name}.dataset"])
+    add(flat["transfer.dataset"])
+  for name in flat.get("transfer.tasks", ()) if uses_transfer else ():
+    if f"transfer.{name}.dataset" in flat:
+      add(flat[f"transfer.{name}.dataset"])
   for source in flat.get("family.sources", ()):
-    locate(source.partition(":")[0])
+    add(source.partition(":")[0])
+  return out
 
 
-def validate(cfg, command: str | None = None) -> None:
+def check_data(flat: dict) -> dict:
+  """Finds (without reading) every dataset the run will load.
+
+  Returns:
+    ``{dataset: lrmeta.data.Source}``.
+
+  Raises:
+    lrmeta.data.DataNotFoundError: for the first dataset with no source.
+  """
+  from lrmeta.data import data_source  # pylint: disable=import-outside-toplevel
+  return {name: data_source(name, data_dir)
+          for name, data_dir in config_datasets(flat).items()}
+
+
+def validate(cfg, command: str | None = None) -> dict:
   """Checks ``cfg`` (after overrides) for ``command``; raises
   :class:`ConfigError` (or :class:`lrmeta.data.DataNotFoundError`) naming
-  the first key at fault. Loads no data."""
+  the first key at fault. Loads no data.
+
+  Returns:
+    ``{dataset: lrmeta.data.Source}``: where each dataset the run loads
+    will be read from (:func:`check_data`).
+  """
   flat = flatten(cfg)
   for imports in (False, True):
     for key, value in flat.items():
@@ -486,8 +511,8 @@ def validate(cfg, command: str | None = None) -> None:
     check_controller_dir(flat.get("controller", ""))
   if "methods" in flat:
     check_methods(cfg)
-  check_data(flat)
+  return check_data(flat)
 
 
-__all__ = ["RULES", "ConfigError", "check_controller_dir", "check_methods",
-           "validate"]
+__all__ = ["RULES", "ConfigError", "check_controller_dir", "check_data",
+           "check_methods", "config_datasets", "validate"]
