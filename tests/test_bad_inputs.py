@@ -284,3 +284,40 @@ def test_every_numeric_config_key_has_a_rule():
       missing = sorted(k for k in flatten(cfg) if k not in RULES and
                        k not in free)
       assert not missing, (rel, v, missing)
+
+
+@pytest.mark.parametrize("command,config", [
+    ("meta-train", "configs/learned_lr.py:small"),
+    ("meta-train", "configs/family_es.py:small"),
+    ("rl-train", "configs/rl_family.py:small"),
+    ("meta-train", "configs/mlrsnet_fmnist.py:small"),
+    ("rl-train", "configs/rl_fmnist.py:cifar_small"),
+])
+def test_config_needing_cifar10_without_it_stops_in_one_line(
+    command, config, old_results, tmp_path, monkeypatch, capsys):
+  """On a machine with no CIFAR-10 source (no ../shared beside the project,
+  nothing set, no TFDS data) a job that needs it stops before training with
+  the line naming all three ways; its Fashion-MNIST-only variant (the family
+  configs' ``small_fmnist``) passes the same checks."""
+  from lrmeta.data import cifar10
+  from lrmeta.experiments.config import load_config
+  from lrmeta.experiments.validate import validate
+  out, intact = old_results
+  monkeypatch.setattr(cifar10, "beside_project",
+                      lambda: [tmp_path / "shared" / "data" / "cifar10-jpeg"])
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+  monkeypatch.delenv("LRMETA_CIFAR10_JPEG", raising=False)
+  monkeypatch.delenv("LRMETA_TFDS_DOWNLOAD", raising=False)
+  assert main([command, "--config", config, "--quiet",
+               f"--config.output_dir={out}"]) == 2
+  captured = capsys.readouterr()
+  assert captured.out == ""
+  (line,) = captured.err.strip().splitlines()
+  assert line.startswith("error: CIFAR-10 not found; get it one of three ways")
+  for part in ("LRMETA_CIFAR10_JPEG", "../shared/data/cifar10-jpeg",
+               "TFDS cifar10", "LRMETA_TFDS_DOWNLOAD=1"):
+    assert part in line, part
+  intact()
+  if "family" in config or "learned_lr" in config:
+    variant = config.replace(":small", ":small_fmnist")
+    assert set(validate(load_config(variant), command)) == {"fashion_mnist"}

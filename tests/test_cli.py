@@ -47,10 +47,18 @@ def test_small_main_job_writes_a_complete_results_folder(tmp_path, capsys):
   assert main(["train", "--config", CFG + ":small", "--quiet",
                f"--config.output_dir={out}", "--config.methods=('cosine',)",
                "--config.train.epochs=0.5"]) == 0
-  summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-  for f in ("config.json", "metrics.jsonl", "history.csv", "summary.md",
-            "curves.png"):
+  printed = capsys.readouterr().out.strip().splitlines()
+  summary = json.loads(printed[-1])
+  for f in ("config.json", "data.json", "metrics.jsonl", "history.csv",
+            "summary.md", "curves.png"):
     assert (out / f).stat().st_size > 0, f
+  # Where the data came from: printed first and kept in data.json.
+  data = json.loads((out / "data.json").read_text())
+  assert list(data) == ["fashion_mnist"]
+  assert data["fashion_mnist"]["label"] == "Fashion-MNIST"
+  assert printed[0] == (f"data: fashion_mnist: Fashion-MNIST from "
+                        f"{data['fashion_mnist']['path']} "
+                        f"({data['fashion_mnist']['how']})")
   acc = float(summary["test_acc"]["cosine"])
   assert 0.3 < acc <= 1.0  # 31 steps on real data: well above chance (0.1)
   rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
