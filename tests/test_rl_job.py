@@ -137,5 +137,8 @@ def test_transfer_table_renders_the_transfer_stage_of_a_summary():
   assert "| actor-critic policy | 0.5 | 0.3424 ± 0.0132 |" in text
   assert "| cosine | 0.2 | 0.3736 ± 0.0151 |" in text
   assert "actor-critic policy minus cosine: -3.12 points." in text
-  assert "JPEG copy" in text
+  assert "JPEG copy" in text  # a run from before the label was kept
+  summary["transfer"]["data"] = "CIFAR-10"  # a run on TFDS data
+  text = "\n".join(paper_tables.transfer_table(cfg, summary))
+  assert "cifar10/resnet8 (CIFAR-10)," in text and "JPEG" not in text
   assert paper_tables.transfer_table(cfg, {}) == []

@@ -155,8 +155,9 @@ def transfer_note(section, stage: dict, names: Sequence[str]) -> str:
   vs = "; ".join(f"{n} - cosine: {d['mean']:+.2f} [{d['ci_low']:+.2f}, "
                  f"{d['ci_high']:+.2f}] points"
                  for n, d in stage["vs_cosine"].items() if n in names)
-  return (f"{stage['task'].name} ({section.max_train or 'all'} training "
-          f"images; CIFAR-10 is the JPEG copy), {section.steps} steps of "
+  return (f"{stage['task'].name} ({stage['task'].dataset.name}, "
+          f"{section.max_train or 'all'} training images), "
+          f"{section.steps} steps of "
           f"batch {section.batch_size}; base rates tuned on validation over "
           f"{tuple(section.lr_grid)} (seeds {tuple(section.tune_seeds)}); "
           f"{len(section.test_seeds)} paired test seeds. {vs}.")

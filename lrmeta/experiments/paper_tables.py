@@ -62,8 +62,10 @@ def transfer_table(cfg, summary: dict, policy_name: str = "RL policy"
   if "transfer" not in summary:
     return []
   t = summary["transfer"]
-  lines = [f"## Transfer, policy unchanged: {t['task']} (CIFAR-10 is the "
-           f"JPEG copy), {t['steps']} steps ({cfg.transfer.epochs} epochs of "
+  # Runs from before the data label was kept were all on the JPEG copy.
+  data = t.get("data", "CIFAR-10 is the JPEG copy")
+  lines = [f"## Transfer, policy unchanged: {t['task']} ({data}), "
+           f"{t['steps']} steps ({cfg.transfer.epochs} epochs of "
            f"{cfg.transfer.max_train or 'all'} images, batch "
            f"{cfg.transfer.batch_size}); every method's base rate tuned on "
            f"validation over {list(cfg.transfer.lr_grid)}", "",

@@ -154,7 +154,7 @@ def _run(cfg, out, quiet) -> dict:
                   {n: res.curve(r.hist) for n, r in tr.items()},
                   f"transfer to {ttask.name}")
     summary["transfer"] = {
-        "task": ttask.name, "steps": tsteps,
+        "task": ttask.name, "data": ttask.dataset.name, "steps": tsteps,
         "test_acc": {n: res.mean_std(r.hist.final("test_acc"))
                      for n, r in tr.items()},
         "tuned_lr": {n: r.lr for n, r in tr.items()},
