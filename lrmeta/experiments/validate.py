@@ -6,8 +6,7 @@ it is; rules that import a registry run after the plain ones), then the
 checks that read several keys or touch the disk: a multiple-of relation
 between step counts, every ``methods`` entry built into its optimizer, saved
 controllers loaded, and a source found (not read) for every dataset the run
-loads. The first
-failure raises :class:`ConfigError` with a message that names the key and
+loads. The first failure raises :class:`ConfigError` with a message that names the key and
 the value, e.g.::
 
   config key 'learning_rate' must be > 0, got -1.0
@@ -449,14 +448,16 @@ def check_methods(cfg) -> None:
       raise ConfigError(f"config key 'methods': {msg}") from e
 
 
-def config_datasets(flat: dict) -> dict[str, str | None]:
-  """``{dataset: data_dir}`` of every dataset a run of the (flattened)
-  config loads: its task, its transfer task(s) when transfer is enabled
-  (only the sections ``transfer.tasks`` lists) and its family's sources."""
-  out: dict[str, str | None] = {}
+def config_datasets(flat: dict) -> list[tuple[str, str | None]]:
+  """``(dataset, data_dir)`` pairs, without repeats, of every dataset a run
+  of the (flattened) config loads: its task, its transfer task(s) when
+  transfer is enabled (only the sections ``transfer.tasks`` lists) and its
+  family's sources."""
+  out: list[tuple[str, str | None]] = []
 
   def add(name, data_dir=None):
-    out.setdefault(name, data_dir or None)
+    if (name, data_dir or None) not in out:
+      out.append((name, data_dir or None))
 
   uses_transfer = flat.get("transfer.enabled", False)
   if "task.dataset" in flat:
@@ -477,14 +478,18 @@ def check_data(flat: dict) -> dict:
   """Finds (without reading) every dataset the run will load.
 
   Returns:
-    ``{dataset: lrmeta.data.Source}``.
+    ``{dataset: lrmeta.data.Source}`` (a dataset read from two places, e.g.
+    the task's ``data_dir`` and a transfer's default, is checked in both
+    and listed with the first).
 
   Raises:
     lrmeta.data.DataNotFoundError: for the first dataset with no source.
   """
   from lrmeta.data import data_source  # pylint: disable=import-outside-toplevel
-  return {name: data_source(name, data_dir)
-          for name, data_dir in config_datasets(flat).items()}
+  out = {}
+  for name, data_dir in config_datasets(flat):
+    out.setdefault(name, data_source(name, data_dir))
+  return out
 
 
 def validate(cfg, command: str | None = None) -> dict:
