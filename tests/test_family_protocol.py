@@ -228,6 +228,6 @@ def test_divergence_counts_as_zero_accuracy_and_leaves_the_loss_out(
                             [("a", "instance")])
   assert text == (tmp_path / "t.md").read_text()
   assert family_table_rows(clear, ("b", "family"),
-                           [("a", "instance")])[-1][-1] == "beats"
+                           [("a", "instance")])[-1][-1] == "better"
   assert family_table_rows(clear, ("a", "instance"),
                            [("b", "family")])[-1][-1] == "worse"

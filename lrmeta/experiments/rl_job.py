@@ -10,7 +10,9 @@ Stages (config: ``configs/rl_fmnist.py``):
    rate, the policy's starting rate) is tuned on the validation split over
    one grid with ``eval.tune_seeds``; the tuned methods then run on
    ``eval.test_seeds``, disjoint from the training and tuning seeds
-   (:func:`lrmeta.experiments.compare.compare`, sequential executor).
+   (:func:`lrmeta.protocol.compare`, sequential executor); the policy's
+   verdict is against the best schedule (:func:`lrmeta.protocol.
+   versus_best`: paired interval over test seeds).
 3. Transfer (optional): the same on another dataset/model with the frozen
    policy unchanged; its decision interval scales with the budget so it
    takes as many decisions as in training.
@@ -33,9 +35,9 @@ import jax
 from lrmeta import learned
 from lrmeta.experiments import results as res
 from lrmeta.experiments import rl_loop
-from lrmeta.experiments.compare import Method, Protocol, compare
-from lrmeta.experiments.optim import schedule_method
 from lrmeta.learned import rl_policy as rl
+from lrmeta.protocol import (Method, Protocol, compare, schedule_method,
+                             versus_best)
 
 POLICY = "rl_policy"
 HEADER = ["method", "tuned base lr", "test acc", "test loss", "val acc"]
@@ -62,9 +64,8 @@ def _stage(cfg, task, steps, stage, actor, saved_cfg, log):
                       executor="sequential")
   results = compare(task, _methods(cfg, stage.schedules, actor, saved_cfg,
                                    steps), protocol, log=log)
-  acc = {n: float(r.hist.final("test_acc").mean()) for n, r in results.items()}
-  best = max((n for n in acc if n != POLICY), key=acc.get)
-  return results, best, acc[POLICY] - acc[best]
+  vs = versus_best(results, POLICY, [n for n in results if n != POLICY])
+  return results, vs
 
 
 def _records(tag, results):
@@ -113,7 +114,7 @@ def _run(cfg, out, quiet) -> dict:
                "val_batch_size": cfg.env.val_batch_size,
                "trained_on": task.name, "train_label_noise": list(noise),
                "train_steps": steps, "iterations": len(history)}
-  fm, best, gap = _stage(cfg, task, steps, cfg.eval, actor, saved_cfg, log)
+  fm, vs = _stage(cfg, task, steps, cfg.eval, actor, saved_cfg, log)
   saved_cfg["base_lr"] = fm[POLICY].lr
   learned.save(str(out / "controller"), actor, saved_cfg)
   metrics = _records(task.name, fm)
@@ -126,7 +127,8 @@ def _run(cfg, out, quiet) -> dict:
              "test_acc": {n: res.mean_std(r.hist.final("test_acc"))
                           for n, r in fm.items()},
              "tuned_lr": {n: r.lr for n, r in fm.items()},
-             "best_schedule": best, "rl_minus_best_schedule": gap}
+             "best_schedule": vs["baseline"],
+             "rl_minus_best_schedule": vs["mean"] / 100, "rl_vs_best_schedule": vs}
   res.plot_runs(out / "task_curves.png",
                 {n: res.curve(r.hist) for n, r in fm.items()},
                 f"{task.name}: tuned schedules vs RL policy")
@@ -148,7 +150,7 @@ def _run(cfg, out, quiet) -> dict:
     log(f"[3/3] transfer to {ttask.dataset.name} / {t.model}: {tsteps} steps "
         f"of batch {t.batch_size} ({t.epochs} epochs of "
         f"{ttask.dataset.num_train} images), policy unchanged")
-    tr, tbest, tgap = _stage(cfg, ttask, tsteps, t, actor, saved_cfg, log)
+    tr, tvs = _stage(cfg, ttask, tsteps, t, actor, saved_cfg, log)
     metrics += _records(ttask.name, tr)
     res.plot_runs(out / "transfer_curves.png",
                   {n: res.curve(r.hist) for n, r in tr.items()},
@@ -158,7 +160,8 @@ def _run(cfg, out, quiet) -> dict:
         "test_acc": {n: res.mean_std(r.hist.final("test_acc"))
                      for n, r in tr.items()},
         "tuned_lr": {n: r.lr for n, r in tr.items()},
-        "rl_minus_" + tbest: tgap}
+        "rl_minus_" + tvs["baseline"]: tvs["mean"] / 100,
+        "rl_vs_best_schedule": tvs}
     decisions = rl.scaled_policy_config(pcfg, tsteps).steps_per_action
     sections.append((
         f"Transfer: {ttask.dataset.name}, {t.model}",
