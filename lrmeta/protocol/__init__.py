@@ -11,7 +11,7 @@ rule for diverged runs, executors, one paired statistic and its verdicts.
   per shape and pooled over shapes; tune seeds never equal test seeds;
 * :mod:`~lrmeta.protocol.executors`: population (vmapped) and sequential
   runs;
-* :mod:`~lrmeta.protocol.compare`: :func:`compare` (one task, a family of
+* :mod:`~lrmeta.protocol.comparison`: :func:`compare` (one task, a family of
   one shape) and :func:`compare_family` (a sequence of shapes plus
   ``task_fn``);
 * :mod:`~lrmeta.protocol.stats`: :func:`paired_difference` (pooled over
@@ -19,7 +19,7 @@ rule for diverged runs, executors, one paired statistic and its verdicts.
   :func:`versus_best` (against the best of the baselines).
 """
 
-from lrmeta.protocol.compare import (FamilyMethod, FamilyProtocol,
+from lrmeta.protocol.comparison import (FamilyMethod, FamilyProtocol,
                                      FamilyResult, Protocol, Result, compare,
                                      compare_family, shape_key, shape_name)
 from lrmeta.protocol.executors import EXECUTORS, make_executor, seed_keys
