@@ -42,14 +42,21 @@ def worst_value(metric: str, maximize: bool) -> float:
   return -np.inf if maximize else np.inf
 
 
+def diverged_to_worst(values, finite, metric: str = DEFAULT_METRIC,
+                      maximize: bool = True) -> np.ndarray:
+  """The diverged-run rule: ``values`` (float64) with every run that did
+  not stay ``finite``, or whose value is NaN, at :func:`worst_value`."""
+  value = np.asarray(values, np.float64)
+  ok = np.asarray(finite, bool) & ~np.isnan(value)
+  return np.where(ok, value, worst_value(metric, maximize))
+
+
 def final_scores(hist: History, split: str, metric: str = DEFAULT_METRIC,
                  maximize: bool = True) -> np.ndarray:
-  """Final ``metric`` on ``split`` per run (float64); a run that diverged,
-  or whose score is NaN, gets :func:`worst_value`."""
+  """Final ``metric`` on ``split`` per run under the diverged-run rule
+  (:func:`diverged_to_worst`)."""
   key = f"{split}_acc" if metric == DEFAULT_METRIC else f"{split}_{metric}"
-  value = np.asarray(hist.final(key), np.float64)
-  ok = np.asarray(hist.finite()) & ~np.isnan(value)
-  return np.where(ok, value, worst_value(metric, maximize))
+  return diverged_to_worst(hist.final(key), hist.finite(), metric, maximize)
 
 
 def oriented(scores: np.ndarray, maximize: bool = True) -> np.ndarray:
