@@ -61,6 +61,7 @@ def get_config(variant=None):
     c.task.batch_size = 32
     c.seeds = (0,)
     c.lr_grid = (0.1,)
+    c.baselines = ("cosine", "wsd")  # two of the six, for time
     c.train.epochs = 0.5
     c.train.eval_every = 8
     c.train.eval_examples = 200

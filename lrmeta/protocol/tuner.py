@@ -129,8 +129,11 @@ def tune(shapes: Sequence[Hashable], evaluate: Evaluate, grid_size: int,
 
   Returns:
     ``(val, per_shape, pooled)``: ``{shape: {index: score}}``, the
-    per-shape indices and the pooled index.
+    per-shape indices and the pooled index (a grid of one rate is chosen
+    without a run: ``val`` is empty).
   """
+  if grid_size == 1:  # nothing to choose between, nothing to widen
+    return {s: {} for s in shapes}, {s: 0 for s in shapes}, 0
   val: dict[Hashable, dict[int, float]] = {s: {} for s in shapes}
 
   def run(shape, ks):
