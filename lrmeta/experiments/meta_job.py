@@ -172,37 +172,17 @@ def _run(cfg, task, out, quiet) -> dict:
                _table(results))]
   all_rows = {"meta_test": rows}
 
-  if cfg.transfer.enabled:
-    t = cfg.transfer
-    ctask = build_task(ml_collections.ConfigDict({"task": t.task.to_dict()}))
-    print(f"[3/3] transfer: {ctask.name}, {ctask.dataset.num_train} train "
-          f"images, {t.steps} steps of batch {ctask.batch_size}, seeds "
-          f"{list(t.seeds)}", flush=True)
-    t0 = time.perf_counter()
-    tres, trows = _stage(cfg, ctask, t, theta, None, meta_cfg,
-                         tuple(t.schedules), quiet, "transfer")
-    res.plot_runs(out / "transfer.png",
-                  {n: res.curve(r.hist) for n, r in tres.items()},
-                  f"transfer: {ctask.name} ({t.steps} steps)")
-    tvs = versus_best(tres, LEARNED, [r["method"] for r in trows[1:]])
-    summary["transfer"] = {
-        "task": f"{ctask.dataset.name} / {t.task.model}",
-        **_stats(trows, t.seeds),
-        "tuned_lr": {r["method"]: r["lr"] for r in trows[1:]},
-        "learned_vs_best_baseline": tvs,
-        "within_1_point": bool(tvs["mean"] >= -1.0),
-        "seconds": time.perf_counter() - t0}
-    sections.append(("Transfer (frozen MLR-SNet)",
-                     _note(ctask, cfg, t, t.lr_grid), _table(tres)))
-    all_rows["transfer"] = trows
-
-  summary["seconds"]["total"] = time.perf_counter() - t_start
   metrics = [rec for n, r in results.items()
              for rec in res.eval_records(n, r.seeds, r.hist)]
   if cfg.transfer.enabled:
+    tres, summary["transfer"], section, all_rows["transfer"] = _transfer(
+        cfg, theta, meta_cfg, out, quiet)
+    sections.append(section)
     metrics += [rec for n, r in tres.items()
                 for rec in res.eval_records(n, r.seeds, r.hist,
                                             task="transfer")]
+
+  summary["seconds"]["total"] = time.perf_counter() - t_start
   res.write_jsonl(out / "metrics.jsonl", metrics)
   text = res.write_summary(out, cfg.name, sections)
   res.write_timings(out, summary["seconds"])
@@ -210,3 +190,30 @@ def _run(cfg, task, out, quiet) -> dict:
       {"summary": summary, "rows": all_rows}, indent=1, default=float))
   print("\n" + text + f"\nresults written to {cfg.output_dir}/", flush=True)
   return summary
+
+
+def _transfer(cfg, theta, meta_cfg, out, quiet):
+  """The frozen controller on ``cfg.transfer``'s task against its tuned
+  schedules: ``(results, summary, section, rows)``."""
+  t = cfg.transfer
+  ctask = build_task(ml_collections.ConfigDict({"task": t.task.to_dict()}))
+  print(f"[3/3] transfer: {ctask.name}, {ctask.dataset.num_train} train "
+        f"images, {t.steps} steps of batch {ctask.batch_size}, seeds "
+        f"{list(t.seeds)}", flush=True)
+  t0 = time.perf_counter()
+  tres, trows = _stage(cfg, ctask, t, theta, None, meta_cfg,
+                       tuple(t.schedules), quiet, "transfer")
+  res.plot_runs(out / "transfer.png",
+                {n: res.curve(r.hist) for n, r in tres.items()},
+                f"transfer: {ctask.name} ({t.steps} steps)")
+  tvs = versus_best(tres, LEARNED, [r["method"] for r in trows[1:]])
+  summary = {
+      "task": f"{ctask.dataset.name} / {t.task.model}",
+      **_stats(trows, t.seeds),
+      "tuned_lr": {r["method"]: r["lr"] for r in trows[1:]},
+      "learned_vs_best_baseline": tvs,
+      "within_1_point": bool(tvs["mean"] >= -1.0),
+      "seconds": time.perf_counter() - t0}
+  section = ("Transfer (frozen MLR-SNet)", _note(ctask, cfg, t, t.lr_grid),
+             _table(tres))
+  return tres, summary, section, trows

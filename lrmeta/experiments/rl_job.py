@@ -145,31 +145,10 @@ def _run(cfg, out, quiet) -> dict:
       HEADER, res.result_rows(fm, COLUMNS)))]
 
   if cfg.transfer.enabled:
-    t = cfg.transfer
-    ttask, tsteps = rl_loop.transfer_task(cfg)
-    log(f"[3/3] transfer to {ttask.dataset.name} / {t.model}: {tsteps} steps "
-        f"of batch {t.batch_size} ({t.epochs} epochs of "
-        f"{ttask.dataset.num_train} images), policy unchanged")
-    tr, tvs = _stage(cfg, ttask, tsteps, t, actor, saved_cfg, log)
-    metrics += _records(ttask.name, tr)
-    res.plot_runs(out / "transfer_curves.png",
-                  {n: res.curve(r.hist) for n, r in tr.items()},
-                  f"transfer to {ttask.name}")
-    summary["transfer"] = {
-        "task": ttask.name, "steps": tsteps,
-        "test_acc": {n: res.mean_std(r.hist.final("test_acc"))
-                     for n, r in tr.items()},
-        "tuned_lr": {n: r.lr for n, r in tr.items()},
-        "rl_minus_" + tvs["baseline"]: tvs["mean"] / 100,
-        "rl_vs_best_schedule": tvs}
-    decisions = rl.scaled_policy_config(pcfg, tsteps).steps_per_action
-    sections.append((
-        f"Transfer: {ttask.dataset.name}, {t.model}",
-        f"{ttask.dataset.num_train} training images, {tsteps} steps of batch "
-        f"{t.batch_size} ({t.epochs} epochs), rates tuned over "
-        f"{tuple(t.lr_grid)}, test seeds {tuple(t.test_seeds)}; the policy "
-        f"unchanged (one decision every {decisions} steps).",
-        res.markdown_table(HEADER, res.result_rows(tr, COLUMNS))))
+    records, summary["transfer"], section = _transfer(
+        cfg, actor, saved_cfg, pcfg, out, log)
+    metrics += records
+    sections.append(section)
   res.write_jsonl(out / "metrics.jsonl", metrics)
   summary["wall_s"] = round(time.perf_counter() - t_start, 1)
   res.write_timings(out, {"total": summary["wall_s"]})
@@ -178,3 +157,33 @@ def _run(cfg, out, quiet) -> dict:
   log("\n" + text + f"\nbackend {jax.default_backend()}; results written to "
       f"{cfg.output_dir}/")
   return summary
+
+
+def _transfer(cfg, actor, saved_cfg, pcfg, out, log):
+  """The policy, unchanged, on the transfer task against the tuned
+  schedules: ``(metric records, summary, section)``."""
+  t = cfg.transfer
+  ttask, tsteps = rl_loop.transfer_task(cfg)
+  log(f"[3/3] transfer to {ttask.dataset.name} / {t.model}: {tsteps} steps "
+      f"of batch {t.batch_size} ({t.epochs} epochs of "
+      f"{ttask.dataset.num_train} images), policy unchanged")
+  tr, tvs = _stage(cfg, ttask, tsteps, t, actor, saved_cfg, log)
+  res.plot_runs(out / "transfer_curves.png",
+                {n: res.curve(r.hist) for n, r in tr.items()},
+                f"transfer to {ttask.name}")
+  summary = {
+      "task": ttask.name, "steps": tsteps,
+      "test_acc": {n: res.mean_std(r.hist.final("test_acc"))
+                   for n, r in tr.items()},
+      "tuned_lr": {n: r.lr for n, r in tr.items()},
+      "rl_minus_" + tvs["baseline"]: tvs["mean"] / 100,
+      "rl_vs_best_schedule": tvs}
+  decisions = rl.scaled_policy_config(pcfg, tsteps).steps_per_action
+  section = (
+      f"Transfer: {ttask.dataset.name}, {t.model}",
+      f"{ttask.dataset.num_train} training images, {tsteps} steps of batch "
+      f"{t.batch_size} ({t.epochs} epochs), rates tuned over "
+      f"{tuple(t.lr_grid)}, test seeds {tuple(t.test_seeds)}; the policy "
+      f"unchanged (one decision every {decisions} steps).",
+      res.markdown_table(HEADER, res.result_rows(tr, COLUMNS)))
+  return _records(ttask.name, tr), summary, section
