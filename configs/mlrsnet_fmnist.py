@@ -1,6 +1,6 @@
 """MLR-SNet meta-trained on Fashion-MNIST / small CNN, meta-tested against
-tuned constant, step and cosine schedules, transferred to CIFAR-10 (JPEG copy)
-/ ResNet-8.
+the tuned baselines (constant, step, cosine, warm-up + cosine, linear, WSD),
+transferred to CIFAR-10 (JPEG copy) / ResNet-8.
 
   lrmeta meta-train --config configs/mlrsnet_fmnist.py          # GPU-sized
   lrmeta meta-train --config configs/mlrsnet_fmnist.py:small    # 2 CPU cores, <30 min

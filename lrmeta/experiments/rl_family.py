@@ -21,7 +21,8 @@ held-out protocol, frozen transfer.
    discrete one favouring "keep the rate").
 2. Held-out protocol (:func:`lrmeta.experiments.family_job.judge`): every
    policy with its base rate tuned per instance and once for the family,
-   against the four tuned baselines, paired seeds, 95 % intervals.
+   against the six tuned baselines, paired seeds, 95 % intervals; each
+   policy's verdict is against the best of them.
 3. Transfer: the frozen policies on the small CNN on full-size Fashion-MNIST
    and ResNet-8 on the CIFAR-10 JPEG copy (``cfg.transfer.cnn`` /
    ``cfg.transfer.cifar``), base rates tuned on validation like cosine's,
