@@ -3,6 +3,8 @@ single task and on a family (its accuracy reads chance level, not NaN); tune
 seeds never equal test seeds; a single-task meta-train config is rejected
 when its `controller.name` is one that path cannot train."""
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +18,7 @@ from lrmeta.experiments.validate import ConfigError, validate
 from lrmeta.learned import mlr_snet
 from lrmeta.tasks import make_task
 from lrmeta.tasks.family import Instance
+from lrmeta.train import History
 
 BLOW_UP = 0.5  # rates above this turn the parameters NaN on the first step
 
@@ -73,6 +76,20 @@ def test_a_diverged_run_scores_zero_on_a_family():
   d = P.family_differences(res, ("tuned", "family"), ("diverged", "family"))
   good = res["tuned"].per_family[shape.shape].scores()
   assert d["pooled"]["acc"]["mean"] == pytest.approx(100 * good.mean())
+
+
+def test_the_score_a_task_declares_and_its_worst_value():
+  hist = History({"train_loss": np.ones((3, 2)),
+                  "finite": np.array([[1, 1], [1, 0], [1, 1]], bool)},
+                 np.array([2]), {"val_acc": np.array([[0.8], [0.1], [np.nan]]),
+                                 "val_mse": np.array([[0.3], [0.2], [0.5]])},
+                 0.0)
+  assert P.score_key(object(), "val") == "val_acc"
+  np.testing.assert_array_equal(P.final_scores(hist, "val"), [0.8, 0.0, 0.0])
+  mse = types.SimpleNamespace(metric="mse", maximize=False)
+  assert P.score_key(mse, "test") == "test_mse"
+  np.testing.assert_array_equal(
+      P.final_scores(hist, "val", "mse", maximize=False), [0.3, np.inf, 0.5])
 
 
 def test_tune_seeds_never_equal_test_seeds():

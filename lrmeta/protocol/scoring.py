@@ -22,16 +22,21 @@ DEFAULT_METRIC = "accuracy"
 
 
 def metric_of(task: Any) -> tuple[str, bool]:
-  """``(metric, maximize)`` of a task (``None``: accuracy, maximised)."""
+  """``(metric, maximize)`` of a task; one without those attributes is
+  judged by accuracy, maximised."""
   return (getattr(task, "metric", DEFAULT_METRIC),
           bool(getattr(task, "maximize", True)))
 
 
-def score_key(task: Any, split: str) -> str:
-  """The History key of ``task``'s judging metric on ``split``:
-  ``"<split>_acc"`` for accuracy, ``"<split>_<metric>"`` otherwise."""
-  metric, _ = metric_of(task)
+def metric_key(metric: str, split: str) -> str:
+  """The History key of ``metric`` on ``split``: ``"<split>_acc"`` for
+  accuracy, ``"<split>_<metric>"`` otherwise."""
   return f"{split}_acc" if metric == DEFAULT_METRIC else f"{split}_{metric}"
+
+
+def score_key(task: Any, split: str) -> str:
+  """The History key of ``task``'s judging metric on ``split``."""
+  return metric_key(metric_of(task)[0], split)
 
 
 def worst_value(metric: str, maximize: bool) -> float:
@@ -55,8 +60,8 @@ def final_scores(hist: History, split: str, metric: str = DEFAULT_METRIC,
                  maximize: bool = True) -> np.ndarray:
   """Final ``metric`` on ``split`` per run under the diverged-run rule
   (:func:`diverged_to_worst`)."""
-  key = f"{split}_acc" if metric == DEFAULT_METRIC else f"{split}_{metric}"
-  return diverged_to_worst(hist.final(key), hist.finite(), metric, maximize)
+  return diverged_to_worst(hist.final(metric_key(metric, split)),
+                           hist.finite(), metric, maximize)
 
 
 def oriented(scores: np.ndarray, maximize: bool = True) -> np.ndarray:
