@@ -36,7 +36,9 @@ def get_config(variant=None):
   c.optimizer.name = "sgd"
   c.optimizer.momentum = 0.0
   c.optimizer.weight_decay = 5e-4
-  c.baselines = ("cosine",)
+  # The baselines (lrmeta.protocol.DEFAULT_BASELINES), peak rate tuned.
+  c.baselines = ("constant", "step", "cosine", "warmup_cosine", "linear",
+                 "wsd")
   c.lr_grid = (0.03, 0.1, 0.3)
 
   c.train = ml_collections.ConfigDict()
@@ -59,6 +61,7 @@ def get_config(variant=None):
     c.task.batch_size = 32
     c.seeds = (0,)
     c.lr_grid = (0.1,)
+    c.baselines = ("cosine", "wsd")  # two of the six, for time
     c.train.epochs = 0.5
     c.train.eval_every = 8
     c.train.eval_examples = 200

@@ -89,7 +89,7 @@ def get_config(variant=None):
   c.test.momentum = 0.9  # baselines' SGD momentum
 
   # Frozen transfer of the meta-trained controller (and its initialisation)
-  # against the four tuned baselines: the small CNN on full-size
+  # against the tuned baselines: the small CNN on full-size
   # Fashion-MNIST and ResNet-8 on the CIFAR-10 JPEG copy.
   c.transfer = family_transfer_config()
 

@@ -25,12 +25,14 @@ def get_config(variant=None):
   c.optimizer.weight_decay = 0.0
 
   # Methods to compare, one string each (see
-  # lrmeta.experiments.optim.method_optimizer): "constant" / "cosine" /
-  # "step" at peak `learning_rate`, any LRBench policy spec such as
+  # lrmeta.experiments.optim.method_optimizer): the baselines
+  # (lrmeta.protocol.DEFAULT_BASELINES) "constant" / "step" / "cosine" /
+  # "warmup_cosine" / "linear" / "wsd" at peak `learning_rate`, with options
+  # such as "wsd(decay_fraction=0.3)", any LRBench policy spec such as
   # "tri2(k0=0.01, k1=0.1, l=100)", an online controller such as
   # "hd_sgd(initial_learning_rate=0.005, hyper_lr=1e-3)", or "ckpt:PATH"
   # for a saved meta-trained / RL-trained controller.
-  c.methods = ("constant", "cosine", "step")
+  c.methods = ("constant", "step", "cosine", "warmup_cosine", "linear", "wsd")
   c.learning_rate = 0.05
 
   c.train = ml_collections.ConfigDict()

@@ -1,6 +1,6 @@
 """MLR-SNet meta-trained on Fashion-MNIST / small CNN, meta-tested against
-tuned constant, step and cosine schedules, transferred to CIFAR-10 (JPEG copy)
-/ ResNet-8.
+the tuned baselines (constant, step, cosine, warm-up + cosine, linear, WSD),
+transferred to CIFAR-10 (JPEG copy) / ResNet-8.
 
   lrmeta meta-train --config configs/mlrsnet_fmnist.py          # GPU-sized
   lrmeta meta-train --config configs/mlrsnet_fmnist.py:small    # 2 CPU cores, <30 min
@@ -88,7 +88,10 @@ def get_config(variant=None):
   c.test = ml_collections.ConfigDict()
   c.test.steps = 3 * 430  # the meta-test budget (= meta.horizon by default)
   c.test.seeds = (1000, 1001, 1002)  # disjoint from meta-training's
-  c.test.schedules = ("constant", "step", "cosine")
+  # The baselines (lrmeta.protocol.DEFAULT_BASELINES), peak rate tuned on
+  # tune seeds disjoint from the test seeds.
+  c.test.schedules = ("constant", "step", "cosine", "warmup_cosine", "linear",
+                      "wsd")
   c.test.lr_grid = (0.025, 0.05, 0.1, 0.2, 0.4)
   c.test.eval_every = 430
   c.test.eval_examples = 0  # 0: whole splits
@@ -100,6 +103,7 @@ def get_config(variant=None):
   c.transfer.steps = 3 * 390
   c.transfer.seeds = (1000, 1001, 1002)
   c.transfer.lr_grid = (0.1, 0.3, 1.0)
+  c.transfer.schedules = c.test.schedules
   c.transfer.eval_every = 390
   c.transfer.eval_examples = 0
 

@@ -101,7 +101,7 @@ def get_config(variant=None):
   c.meta.cosine_check = True
   c.meta.save_every = 25
 
-  # The held-out protocol (lrmeta.experiments.compare.compare_family).
+  # The held-out protocol (lrmeta.protocol.compare_family).
   c.test = ml_collections.ConfigDict()
   c.test.enabled = True
   c.test.num_seeds = 10

@@ -1,9 +1,9 @@
 """RL learning-rate policy (Xu, Dai, Kemp, Metz 2019 set-up) on Fashion-MNIST.
 
 PPO trains a policy that multiplies the SGD learning rate every N steps of a
-small-CNN training run; the frozen policy is then tested against tuned
-constant / step / cosine schedules (same grid, optimizer, budget; test seeds
-different from training and tuning seeds) and transferred unchanged to
+small-CNN training run; the frozen policy is then tested against the tuned
+baselines (constant, step, cosine, warm-up + cosine, linear, WSD; same grid,
+optimizer, budget; test seeds different from training and tuning seeds) and transferred unchanged to
 CIFAR-10 (JPEG copy).
 
   lrmeta rl-train --config configs/rl_fmnist.py          # full: meant for a GPU
@@ -77,7 +77,10 @@ def get_config(variant=None):
   # validation split over the same grid with ``tune_seeds``, then run on
   # ``test_seeds`` (disjoint from the training and tuning seeds).
   c.eval = ml_collections.ConfigDict()
-  c.eval.schedules = ("constant", "step", "cosine")
+  # The baselines (lrmeta.protocol.DEFAULT_BASELINES); the policy's verdict
+  # is against the best of them.
+  c.eval.schedules = ("constant", "step", "cosine", "warmup_cosine", "linear",
+                      "wsd")
   c.eval.lr_grid = (0.01, 0.02, 0.05, 0.1)
   c.eval.tune_seeds = (100,)
   c.eval.test_seeds = (1000, 1001, 1002)
@@ -95,7 +98,7 @@ def get_config(variant=None):
   c.transfer.num_val = 5000
   c.transfer.batch_size = 128
   c.transfer.epochs = 20.0
-  c.transfer.schedules = ("cosine",)
+  c.transfer.schedules = c.eval.schedules
   c.transfer.lr_grid = (0.02, 0.05, 0.1, 0.2)
   c.transfer.tune_seeds = (100,)
   c.transfer.test_seeds = (1000, 1001, 1002)

@@ -57,8 +57,7 @@ from lrmeta.controllers.self_adaptive import self_adaptive_sgd
 from lrmeta.experiments import family_job
 from lrmeta.experiments import family_loop
 from lrmeta.experiments import results as res
-from lrmeta.experiments.compare import (Method, family_differences,
-                                        paired_difference)
+from lrmeta.protocol import Method, family_differences, paired_difference
 from lrmeta.experiments.config import load_config
 from lrmeta.learned import hypergradient as hd_kind
 from lrmeta.meta import MetaTrainer, meta_train
@@ -330,7 +329,7 @@ def transfer(cfg, out: pathlib.Path, mlr: dict, hd: dict) -> dict:
           f"batch {section.batch_size}", flush=True)
     stage = family_job.transfer_stage(
         section, methods, momentum=cfg.test.momentum,
-        baselines=family_job.FOUR_BASELINES,
+        baselines=family_job.DEFAULT_BASELINES,
         log=lambda s: print(f"   {s}", flush=True))
     found[f"transfer_{name}_vs_cosine"] = stage["vs_cosine"]
     note = family_job.transfer_note(section, stage, list(stage["vs_cosine"]))

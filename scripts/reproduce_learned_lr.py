@@ -38,7 +38,7 @@ import numpy as np
 
 from lrmeta.experiments import evaluate_job, family_job
 from lrmeta.experiments import results as res
-from lrmeta.experiments.compare import family_differences
+from lrmeta.protocol import family_differences
 from lrmeta.experiments.config import load_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

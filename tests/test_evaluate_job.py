@@ -44,13 +44,19 @@ def test_evaluate_frozen_mlr_snet_against_tuned_cosine(mlr_ckpt, tmp_path,
   summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert summary["controller"] == "mlr_snet"
   accs = summary["test_acc"]
-  assert set(accs) == {"mlr_snet (frozen)", "cosine (tuned lr=0.1)"}
+  assert set(accs) == {"mlr_snet (frozen)", "cosine (tuned lr=0.1)",
+                       "wsd (tuned lr=0.1)"}
   # The tuned baseline learns on real data; the untrained controller's
   # accuracy is only checked to be a real evaluation.
   assert 0.3 < accs["cosine (tuned lr=0.1)"] <= 1.0
   assert 0.0 <= accs["mlr_snet (frozen)"] <= 1.0
   gap = 100 * (accs["mlr_snet (frozen)"] - accs["cosine (tuned lr=0.1)"])
   assert summary["gap_to_tuned_cosine"] == pytest.approx(gap, abs=0.01)
+  # The verdict is against the better of the two tuned baselines.
+  best = summary["vs_best_baseline"]
+  names = {"cosine": "cosine (tuned lr=0.1)", "wsd": "wsd (tuned lr=0.1)"}
+  assert accs[names[best["baseline"]]] == max(accs[n] for n in names.values())
+  assert best["verdict"] in ("better", "worse", "tie")
   for f in ("config.json", "metrics.jsonl", "summary.md", "curves.png"):
     assert (out / f).stat().st_size > 0, f
 

@@ -19,6 +19,7 @@ from lrmeta.experiments.config import load_config
 from lrmeta.learned import hypergradient as hd_kind
 from lrmeta.meta import MetaCheckpointer, MetaTrainer, meta_train
 from lrmeta.meta import family_es as fes
+from lrmeta.protocol import DEFAULT_BASELINES
 from lrmeta.tasks import family as fam
 from script_module import load_script
 
@@ -287,9 +288,15 @@ def test_learned_schedule_family_job_end_to_end(tmp_path, capsys):
                "--quiet", f"--config.output_dir={out}"]) == 0
   summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert summary["controller"] == "learned_schedule"
-  for key in ("heldout_vs_family_cosine", "heldout_vs_instance_cosine"):
+  for key in ("heldout_vs_family_cosine", "heldout_vs_instance_cosine",
+              "heldout_vs_family_best", "heldout_vs_instance_best"):
     d = summary[key]
     assert d["ci_low"] <= d["mean"] <= d["ci_high"]
+  # The verdict is against the best of the six baselines.
+  for how in ("family", "instance"):
+    best = summary[f"heldout_vs_{how}_best"]
+    assert best["baseline"] in DEFAULT_BASELINES
+    assert best["verdict"] in ("better", "worse", "tie")
   # The untrained schedule is constant SGD at the reference rate: exactly 1.
   assert summary["meta_objective_first"] == pytest.approx(1.0, abs=1e-6)
   for f in ("summary.md", "summary.json", "heldout.md", "meta_training.png",
@@ -304,7 +311,9 @@ def test_learned_schedule_family_job_end_to_end(tmp_path, capsys):
   vs = summary["transfer_cnn_vs_cosine"]
   assert set(vs) == {"learned_schedule (meta-trained)",
                      "learned_schedule (untrained)", "constant", "step",
-                     "warmup_cosine"}
+                     "warmup_cosine", "linear", "wsd"}
+  assert set(summary["transfer_cnn_vs_best"]) == {
+      "learned_schedule (meta-trained)", "learned_schedule (untrained)"}
   assert vs["learned_schedule (untrained)"]["mean"] == pytest.approx(
       vs["constant"]["mean"], abs=1e-4)
   assert "Transfer: fashion_mnist/small_cnn" in (out / "summary.md").read_text()

@@ -9,9 +9,11 @@ import optax
 import pytest
 import scipy.stats
 
-from lrmeta.experiments import compare as C
-from lrmeta.experiments.optim import (base_optimizer, family_baselines,
-                                     simple_schedule)
+from lrmeta import protocol as C
+from lrmeta.experiments.optim import simple_schedule
+from lrmeta.protocol import comparison as PC
+from lrmeta.protocol import executors as E
+from lrmeta.protocol import base_optimizer, family_baselines
 from lrmeta.experiments.results import family_table_rows, write_family_table
 from lrmeta.tasks.family import Instance
 from lrmeta.train import History
@@ -53,7 +55,7 @@ def family_run():
   """One tuned and one fixed method on two shapes; every population call
   recorded as (task, rates, splits)."""
   calls = []
-  real = C.train_population
+  real = E.train_population
 
   def spy(task, make_optimizer, hparams, keys, num_steps, **kw):
     lrs = None if hparams is None else np.asarray(hparams["lr"]).tolist()
@@ -66,7 +68,7 @@ def family_run():
                  tune=False)}
   protocol = C.FamilyProtocol(GRID, (0, 1), (5, 6, 7), max_widen=WIDEN)
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(C, "train_population", spy)
+    mp.setattr(E, "train_population", spy)
     results = C.compare_family(SHAPES, methods, protocol, quiet=True)
   return results, calls
 
@@ -146,7 +148,7 @@ def test_widening_per_instance_and_per_family(monkeypatch, max_widen):
   grid = C.sqrt2_grid(0.01)
   calls = []
 
-  def fake(task, method, steps, lrs, seeds, splits, quiet):
+  def fake(task, method, steps, lrs, seeds, splits, tuning=False):
     ks = np.rint(np.log(np.asarray(lrs) / grid[0]) / np.log(2**0.5))
     calls.append((steps, tuple(ks.astype(int).tolist()), splits))
     acc = 0.9 - 0.01 * (ks - peak[steps])**2
@@ -157,11 +159,10 @@ def test_widening_per_instance_and_per_family(monkeypatch, max_widen):
                     "finite": np.ones((k, 1), bool)}, np.array([steps]),
                    evals, 0.0)
 
-  monkeypatch.setattr(C, "_family_population", fake)
-  monkeypatch.setattr(C, "instance_task", lambda shape: shape.name)
+  monkeypatch.setattr(PC, "make_executor", lambda kind, **kw: fake)
   p = C.FamilyProtocol(grid, (0, 1), (5, 6), max_widen=max_widen)
   r = C.compare_family(SHAPES, {"m": family_baselines()["cosine"]}, p,
-                       quiet=True)["m"]
+                       task_fn=lambda shape: shape.name, quiet=True)["m"]
   a, b = (s.shape for s in SHAPES)
   tuned = [(t, k) for t, ks, sp in calls if sp == ("val",)
            for k in dict.fromkeys(ks)]
@@ -228,6 +229,6 @@ def test_divergence_counts_as_zero_accuracy_and_leaves_the_loss_out(
                             [("a", "instance")])
   assert text == (tmp_path / "t.md").read_text()
   assert family_table_rows(clear, ("b", "family"),
-                           [("a", "instance")])[-1][-1] == "beats"
+                           [("a", "instance")])[-1][-1] == "better"
   assert family_table_rows(clear, ("a", "instance"),
                            [("b", "family")])[-1][-1] == "worse"

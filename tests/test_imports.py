@@ -218,6 +218,19 @@ def test_no_import_cycle():
       _describe(c, graph) for c in cycles)
 
 
+def test_the_protocol_sits_below_the_experiments():
+  """``lrmeta.protocol`` (importable by library users) never imports
+  ``lrmeta.experiments``; every job judges through it."""
+  graph = import_graph(ROOT, PACKAGE)
+  up = [(m, d) for m, deps in graph.items() if m.startswith("lrmeta.protocol")
+        for d in deps if d.startswith(FRONT_END_PACKAGE)]
+  assert not up, f"lrmeta.protocol imports lrmeta.experiments: {up}"
+  jobs = [m for m in graph if m.startswith(FRONT_END_PACKAGE)
+          and m.endswith("_job")]
+  assert jobs and all(
+      any(d.startswith("lrmeta.protocol") for d in graph[m]) for m in jobs), jobs
+
+
 def test_front_end_libraries_only_in_experiments():
   found = front_end_imports(ROOT, PACKAGE, FRONT_END_PACKAGE)
   assert not found, "only lrmeta/experiments/ may import " + ", ".join(

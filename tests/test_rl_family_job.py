@@ -123,6 +123,9 @@ def test_rl_family_job_end_to_end(tmp_path, capsys):
   d = summary["transfer_cnn_vs_cosine"]
   assert d["ci_low"] <= d["mean"] <= d["ci_high"]
   assert "transfer_cifar_vs_cosine" not in summary
+  best = summary["transfer_cnn_vs_best"]
+  assert best["verdict"] in ("better", "worse", "tie") and best["n"] == len(
+      cfg.transfer.cnn.test_seeds)
   ppo_log = (out / "ppo" / "training.jsonl").read_text().splitlines()
   assert len(ppo_log) == cfg.ppo.iterations
   es_trace = [json.loads(x) for x in

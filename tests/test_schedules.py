@@ -97,6 +97,8 @@ REF = {
     "linear": (dict(k0=0.0, k1=K1, l=L), lambda t: K1 * min(t, L) / L),
     "onecycle": (dict(k0=K0, k1=K1, k2=0.001, l=20.0, p=0.25), None),
     "sgdr": (dict(k0=K0, k1=K1, l=5.0, p=2.0), None),
+    "wsd": (dict(k0=K1, l=L, p=0.25),
+            lambda t: K1 * min(1.0, max(0.0, (L - t) / (0.25 * L)))),
 }
 STEPS = [0, 1, 3, 5, 7, 10, 12, 15, 19, 20, 21, 25, 30, 37, 40, 50, 61]
 
@@ -143,7 +145,7 @@ FROZEN_BITS = {
     "sinrswexp": "1ea42a55d33de469", "cosrsw": "99dc39a37cc815dd",
     "cosrsw2": "2e8247324a25c2b8", "cosrswexp": "fc3915f552ff2577",
     "linear": "7b333c9ac75d2c0c", "onecycle": "bf764fe246364f0c",
-    "sgdr": "6c36b29ea7fbf30f",
+    "sgdr": "6c36b29ea7fbf30f", "wsd": "04369f568152dbe7",
 }
 
 

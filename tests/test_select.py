@@ -64,6 +64,12 @@ def test_select_prunes_bad_and_composes(fmnist_task, tmp_path):
             "steps_to_target_selected", "speedup_to_target"):
     assert k in summary
   json.dumps(summary)
+  # The protocol's verdict on the verification: paired by verify seed.
+  v = select_job.verification_verdict(res)
+  acc = 100 * (res.verified.test_acc[:, -1] - res.default.test_acc[:, -1])
+  assert res.verified.finite.all() and v["n"] == len(acc)
+  assert v["mean"] == pytest.approx(acc.mean(), rel=1e-6)
+  assert v["verdict"] in ("better", "worse", "tie")
   paths = select_report.write_report(res, str(tmp_path))
   for p in paths.values():
     assert os.path.getsize(p) > 0

@@ -4,8 +4,11 @@ The plug-and-play use of a learned controller (MLR-SNet's headline claim;
 the RL policy's transfer): load it from the folder :func:`lrmeta.learned.save`
 wrote, apply it with no further training to the task of the config (another
 dataset, architecture, budget or label noise), and compare it with
-hand-designed schedules whose peak rate is tuned on the same task's
-validation split, with the same budget and seeds.
+hand-designed schedules (``cfg.baselines``, by default every baseline of
+:data:`lrmeta.protocol.DEFAULT_BASELINES`) whose peak rate is tuned on the
+same task's validation split with tune seeds disjoint from the test seeds,
+same budget and test seeds; the verdict is against the best baseline
+(:func:`lrmeta.protocol.versus_best`).
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ import numpy as np
 
 from lrmeta import learned
 from lrmeta.experiments import results as res
-from lrmeta.experiments.compare import (Method, Protocol, compare, fixed,
-                                        paired_difference)
 from lrmeta.experiments.config import ConfigError, check_range
-from lrmeta.experiments.optim import schedule_method
 from lrmeta.experiments.train_job import build_task, num_steps
+from lrmeta.protocol import (Method, Protocol, compare, differences,
+                             disjoint_tune_seeds, fixed, schedule_method,
+                             versus_best)
 
 
 def run(cfg, *, quiet: bool = False) -> dict:
@@ -64,7 +67,8 @@ def _run(cfg, saved, task, steps, out, quiet) -> dict:
         kind_b, steps, optimizer=cfg.optimizer.name,
         momentum=cfg.optimizer.momentum,
         weight_decay=cfg.optimizer.weight_decay)
-  protocol = Protocol(steps, tuple(cfg.lr_grid), seeds, seeds,
+  protocol = Protocol(steps, tuple(cfg.lr_grid), disjoint_tune_seeds(seeds),
+                      seeds,
                       eval_every=cfg.train.eval_every,
                       eval_examples=cfg.train.eval_examples or None)
   raw = compare(task, methods, protocol, quiet=quiet,
@@ -84,8 +88,9 @@ def _run(cfg, saved, task, steps, out, quiet) -> dict:
           f"{steps} steps of batch {task.batch_size}; baselines "
           f"{cfg.optimizer.name} (momentum {cfg.optimizer.momentum}, weight "
           f"decay {cfg.optimizer.weight_decay}) with the peak rate tuned over "
-          f"{list(cfg.lr_grid)} on validation accuracy; {spread} seeds "
-          f"{list(seeds)}; backend {jax.default_backend()}.")
+          f"{list(cfg.lr_grid)} (widened at its edges) on validation "
+          f"accuracy with tune seeds {list(protocol.tune_seeds)}; {spread} "
+          f"test seeds {list(seeds)}; backend {jax.default_backend()}.")
   res.write_comparison(out, cfg.name, results, note, table, cfg.output_dir)
   acc = {n: float(np.mean(r.hist.final("test_acc")))
          for n, r in results.items()}
@@ -98,8 +103,9 @@ def _run(cfg, saved, task, steps, out, quiet) -> dict:
     b = f"{kind_b} (tuned lr={lr:g})"
     summary[f"gap_to_tuned_{kind_b}"] = round(100 * (acc[ctl] - acc[b]), 2)
     # Every method ran on the same seeds: the difference is paired by seed.
-    diff = paired_difference(100 * results[ctl].hist.final("test_acc"),
-                             100 * results[b].hist.final("test_acc"))
+    diff = differences(results, ctl, b)["pooled"]["acc"]
     summary[f"vs_tuned_{kind_b}"] = {k: diff[k] for k in
                                      ("mean", "ci_low", "ci_high")}
+  summary["vs_best_baseline"] = versus_best(
+      raw, ctl, list(cfg.baselines))
   return summary

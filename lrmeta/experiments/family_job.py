@@ -5,17 +5,19 @@ protocol.
    ``cfg.controller`` by whole-run antithetic ES over family instances,
    with the ES signal check (cosine of two independent estimates at the
    initial theta) and the validation meta-objective along the way.
-2. Judging (:func:`lrmeta.experiments.compare.compare_family`): on every
-   held-out shape of the family, ``cfg.test.seeds`` paired seeds, the frozen
-   learned controller and its untrained initialisation against constant,
-   step, cosine and warm-up + cosine, whose peak rate is tuned per instance
-   and once for the whole family (grid ``grid_low * sqrt(2)**k``, widened
-   at an edge).
+2. Judging (:func:`lrmeta.protocol.compare_family`): on every held-out
+   shape of the family, ``cfg.test.seeds`` paired seeds, the frozen learned
+   controller and its untrained initialisation against the baselines of
+   :data:`lrmeta.protocol.DEFAULT_BASELINES` (constant, step, cosine,
+   warm-up + cosine, linear, WSD), whose peak rate is tuned per instance and
+   once for the whole family (grid ``grid_low * sqrt(2)**k``, widened at an
+   edge); the verdict is against the best baseline of each tuning
+   (:func:`versus_baselines`).
 3. Transfer (``cfg.transfer``, when enabled): the same two controllers,
    frozen, on the small CNN on full-size Fashion-MNIST and ResNet-8 on the
-   CIFAR-10 JPEG copy against the four baselines, every base rate tuned on
+   CIFAR-10 JPEG copy against the baselines, every base rate tuned on
    validation (:func:`transfer_stage`), paired test seeds; summary keys
-   ``transfer_<task>_vs_cosine``.
+   ``transfer_<task>_vs_cosine`` and ``transfer_<task>_vs_best``.
 
 The results folder holds ``config.json``, ``meta_metrics.jsonl``,
 ``summary.md``, ``summary.json``, ``heldout.md``, ``meta_training.png``,
@@ -35,18 +37,17 @@ import numpy as np
 
 from lrmeta import learned
 from lrmeta.experiments import results as res
-from lrmeta.experiments.compare import (FamilyProtocol, Method, Protocol,
-                                        compare, compare_family,
-                                        family_differences, fixed,
-                                        paired_difference, sqrt2_grid)
 from lrmeta.experiments.family_loop import (SETUPS, build_family,
                                             meta_train_family,
                                             objective_first_last)
-from lrmeta.experiments.optim import family_baselines, schedule_method
+from lrmeta.protocol import (DEFAULT_BASELINES, FamilyProtocol, Method,
+                             Protocol, compare, compare_family, differences,
+                             family_baselines, fixed, interval,
+                             schedule_method, sqrt2_grid, versus_best)
+from lrmeta.protocol.scoring import final_scores
 from lrmeta.tasks import make_task
-from lrmeta.tasks.family import HELD_OUT_SEED_BASE, Family, Instance
-
-FOUR_BASELINES = ("constant", "step", "cosine", "warmup_cosine")
+from lrmeta.tasks.family import (HELD_OUT_SEED_BASE, Family, Instance,
+                                 instance_task)
 # Held-out runs: test seeds from HELD_OUT_SEED_BASE, tuning seeds above them.
 TUNE_SEED_OFFSET = 1_000
 
@@ -110,14 +111,14 @@ def transfer_task(section):
 
 
 def accuracy_points(result) -> np.ndarray:
-  """Final test accuracy per seed in points; a diverged (NaN) run counts
-  as 0, as in the held-out protocol."""
-  return 100 * np.nan_to_num(np.asarray(result.hist.final("test_acc"),
-                                        np.float64), nan=0.0)
+  """Final test accuracy per seed in points; a diverged run counts as 0
+  (:func:`lrmeta.protocol.final_scores`)."""
+  return 100 * final_scores(result.hist, "test")
 
 
 def transfer_stage(section, methods: dict[str, Any], *, momentum: float,
-                   baselines: Sequence[str] = ("cosine",), log=None) -> dict:
+                   baselines: Sequence[str] = DEFAULT_BASELINES,
+                   log=None) -> dict:
   """Frozen methods on a transfer task against tuned baselines.
 
   Args:
@@ -132,7 +133,8 @@ def transfer_stage(section, methods: dict[str, Any], *, momentum: float,
 
   Returns:
     ``{"task", "results" (:func:`compare`'s), "vs_cosine": name -> paired
-    test-accuracy interval in points}``.
+    test-accuracy interval in points, "vs_best": name -> the same against
+    the best baseline, with its name and verdict}``.
   """
   task = transfer_task(section)
   steps = int(section.steps)
@@ -143,10 +145,10 @@ def transfer_stage(section, methods: dict[str, Any], *, momentum: float,
                       tuple(section.tune_seeds), tuple(section.test_seeds),
                       num_evals=1, executor="sequential")
   results = compare(task, everything, protocol, log=log)
-  ref = accuracy_points(results["cosine"])
-  vs = {n: interval(paired_difference(accuracy_points(r), ref))
-        for n, r in results.items() if n != "cosine"}
-  return {"task": task, "results": results, "vs_cosine": vs}
+  vs = {n: interval(differences(results, n, "cosine")["pooled"]["acc"])
+        for n in results if n != "cosine"}
+  best = {n: versus_best(results, n, baselines) for n in methods}
+  return {"task": task, "results": results, "vs_cosine": vs, "vs_best": best}
 
 
 def transfer_note(section, stage: dict, names: Sequence[str]) -> str:
@@ -155,12 +157,16 @@ def transfer_note(section, stage: dict, names: Sequence[str]) -> str:
   vs = "; ".join(f"{n} - cosine: {d['mean']:+.2f} [{d['ci_low']:+.2f}, "
                  f"{d['ci_high']:+.2f}] points"
                  for n, d in stage["vs_cosine"].items() if n in names)
+  best = "; ".join(f"{n} - best baseline ({d['baseline']}): {d['mean']:+.2f} "
+                   f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}], {d['verdict']}"
+                   for n, d in stage.get("vs_best", {}).items() if n in names)
   return (f"{stage['task'].name} ({stage['task'].dataset.name}, "
           f"{section.max_train or 'all'} training images), "
           f"{section.steps} steps of "
           f"batch {section.batch_size}; base rates tuned on validation over "
           f"{tuple(section.lr_grid)} (seeds {tuple(section.tune_seeds)}); "
-          f"{len(section.test_seeds)} paired test seeds. {vs}.")
+          f"{len(section.test_seeds)} paired test seeds. {vs}."
+          + (f" {best}." if best else ""))
 
 
 def meta_train_saved(cfg, folder: pathlib.Path, *, theta0: Any = None,
@@ -187,22 +193,36 @@ def judge(cfg, methods: dict, quiet: bool = False):
   everything = {**family_baselines(cfg.test.momentum), **methods}
   print(f"  {len(shapes)} held-out shapes x {cfg.test.num_seeds} seeds; "
         f"{len(everything)} methods", flush=True)
-  return compare_family(shapes, everything, protocol(cfg), quiet=quiet,
+  return compare_family(shapes, everything, protocol(cfg),
+                        task_fn=instance_task, quiet=quiet,
                         log=lambda s: print(f"  [held-out] {s}", flush=True))
-
-
-def interval(d: dict) -> dict[str, float]:
-  """``{"mean", "ci_low", "ci_high"}`` of a paired difference."""
-  return {k: float(d[k]) for k in ("mean", "ci_low", "ci_high")}
 
 
 def versus_cosine(results, name: str) -> dict[str, dict[str, float]]:
   """Pooled test-accuracy differences (points) of ``name`` against cosine
   tuned once for the family and per instance, each with ``name`` tuned the
   same way (the same result twice for a method without a tuned rate)."""
-  return {f"heldout_vs_{how}_cosine": interval(family_differences(
+  return {f"heldout_vs_{how}_cosine": interval(differences(
       results, (name, how), ("cosine", how))["pooled"]["acc"])
           for how in ("family", "instance")}
+
+
+def versus_baselines(results, name: str,
+                     baselines: Sequence[str] = DEFAULT_BASELINES
+                     ) -> dict[str, dict[str, Any]]:
+  """``name`` against the best baseline tuned once for the family and per
+  instance (:func:`lrmeta.protocol.versus_best`, pooled over (shape, seed)
+  pairs): the verdict of a learned controller."""
+  return {f"heldout_vs_{how}_best": versus_best(results, name, baselines, how)
+          for how in ("family", "instance")}
+
+
+def baseline_rows(baselines: Sequence[str] = DEFAULT_BASELINES
+                  ) -> list[tuple[str, str]]:
+  """Held-out table rows of every baseline but family-tuned cosine (the
+  reference row), each tuning."""
+  return [(b, how) for b in baselines for how in ("instance", "family")
+          if (b, how) != ("cosine", "family")]
 
 
 def rate_curves(results, names) -> dict[str, dict[str, np.ndarray]]:
@@ -261,11 +281,10 @@ def _run(cfg, out: pathlib.Path, quiet: bool) -> dict:
         learned_name: make(mt["config"], mt["theta"]),
         init_name: make(mt["config"], mt["theta0"])}, quiet)
     summary.update(versus_cosine(results, learned_name))
+    summary.update(versus_baselines(results, learned_name))
     summary["seconds"]["heldout"] = time.perf_counter() - t0
     others = [(learned_name, "family"), (learned_name, "instance"),
-              (init_name, "family")] + [
-        (b, how) for b in ("constant", "step", "warmup_cosine")
-        for how in ("instance", "family")] + [("cosine", "instance")]
+              (init_name, "family")] + baseline_rows()
     table = res.write_family_table(out / "heldout.md", results,
                                    ("cosine", "family"), others)
     res.plot_family_rates(out / "rates.png",
@@ -287,10 +306,10 @@ def _run(cfg, out: pathlib.Path, quiet: bool) -> dict:
             flush=True)
       t0 = time.perf_counter()
       stage = transfer_stage(section, methods, momentum=cfg.test.momentum,
-                             baselines=FOUR_BASELINES,
                              log=None if quiet else print)
       summary["seconds"][f"transfer_{task_name}"] = time.perf_counter() - t0
       summary[f"transfer_{task_name}_vs_cosine"] = stage["vs_cosine"]
+      summary[f"transfer_{task_name}_vs_best"] = stage["vs_best"]
       sections.append((f"Transfer: {stage['task'].name}",
                        transfer_note(section, stage, list(stage["vs_cosine"])),
                        res.markdown_table(
@@ -334,7 +353,9 @@ def test_note(cfg, results) -> str:
           f"{ {n: round(v, 5) for n, v in lrs.items()} }).")
 
 
-__all__ = ["accuracy_points", "controller_at", "controller_method", "heldout_shapes", "interval", "judge",
+__all__ = ["accuracy_points", "baseline_rows", "controller_at",
+           "controller_method", "heldout_shapes", "interval", "judge",
            "meta_train_saved", "protocol", "rate_curves", "run",
            "test_note", "transfer_note", "transfer_stage", "transfer_task",
-           "tuned_controller_method", "tuned_method", "versus_cosine"]
+           "tuned_controller_method", "tuned_method", "versus_baselines",
+           "versus_cosine"]

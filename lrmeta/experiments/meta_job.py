@@ -6,11 +6,13 @@
 2. Meta-test: fresh networks (seeds ``cfg.test.seeds``, disjoint from the
    meta-training runs) trained for ``cfg.test.steps`` by the frozen learned
    MLR-SNet, by the untrained initialisation, and by ``cfg.test.schedules``
-   whose base rate is tuned on mean validation accuracy over
-   ``cfg.test.lr_grid`` (:func:`lrmeta.experiments.compare.compare`), same
-   optimizer, budget and seeds.
+   (the baselines of :data:`lrmeta.protocol.DEFAULT_BASELINES`) whose base
+   rate is tuned on mean validation accuracy over ``cfg.test.lr_grid`` with
+   tune seeds disjoint from the test seeds (:func:`lrmeta.protocol.compare`),
+   same optimizer, budget and test seeds; the verdict is against the best
+   baseline (:func:`lrmeta.protocol.versus_best`).
 3. Transfer (``cfg.transfer.enabled``): the same frozen controller on
-   another task against the tuned cosine schedule.
+   another task against ``cfg.transfer.schedules``, tuned the same way.
 
 The results folder holds ``config.json``, ``meta_metrics.jsonl``,
 ``metrics.jsonl``, ``summary.md``, ``summary.json``, ``timings.json``,
@@ -30,13 +32,13 @@ import numpy as np
 
 from lrmeta import learned
 from lrmeta.experiments import results as res
-from lrmeta.experiments.compare import Protocol, compare, fixed
 from lrmeta.experiments.meta_loop import (controller_config,
                                           meta_train_controller,
                                           num_meta_steps)
-from lrmeta.experiments.optim import schedule_method
 from lrmeta.experiments.train_job import build_task
 from lrmeta.learned import mlr_snet as mlr
+from lrmeta.protocol import (Protocol, compare, disjoint_tune_seeds, fixed,
+                             schedule_method, versus_best)
 
 LEARNED, INIT = "MLR-SNet (meta-trained)", "MLR-SNet (untrained init)"
 
@@ -56,7 +58,8 @@ def _stage(cfg, task, stage, learned_theta, theta0, meta_cfg, schedules,
     methods[f"{kind} (tuned)"] = schedule_method(
         kind, steps, momentum=cfg.optimizer.momentum,
         weight_decay=cfg.optimizer.weight_decay)
-  protocol = Protocol(steps, tuple(stage.lr_grid), seeds, seeds,
+  protocol = Protocol(steps, tuple(stage.lr_grid),
+                      disjoint_tune_seeds(seeds), seeds,
                       eval_every=stage.eval_every,
                       eval_examples=stage.eval_examples or None)
   results = compare(task, methods, protocol, quiet=quiet,
@@ -89,8 +92,9 @@ def _note(task, cfg, stage, grid) -> str:
           f"{task.dataset.num_train} training images, {stage.steps} steps of "
           f"batch {task.batch_size}, SGD momentum {cfg.optimizer.momentum}, "
           f"weight decay {cfg.optimizer.weight_decay}; schedules' base rate "
-          f"tuned on mean validation accuracy over {list(grid)}; seeds "
-          f"{list(stage.seeds)}; {images} test images.")
+          f"tuned on mean validation accuracy over {list(grid)} (widened at "
+          f"its edges) with tune seeds {list(disjoint_tune_seeds(stage.seeds))}"
+          f"; test seeds {list(stage.seeds)}; {images} test images.")
 
 
 def run(cfg: ml_collections.ConfigDict, *, quiet: bool = False) -> dict:
@@ -143,7 +147,7 @@ def _run(cfg, task, out, quiet) -> dict:
                 f"{task.name}: MLR-SNet vs tuned schedules "
                 f"({cfg.test.steps} steps, {len(cfg.test.seeds)} seeds)")
   base = [r for r in rows if r["lr"] != "learned"]
-  best = max(base, key=lambda r: np.mean(r["test_acc"]))
+  vs_best = versus_best(results, LEARNED, [r["method"] for r in base])
   summary = {
       "results_dir": str(pathlib.Path(cfg.output_dir)),
       "meta_estimator": cfg.meta.estimator, "meta_steps": len(trace),
@@ -152,9 +156,9 @@ def _run(cfg, task, out, quiet) -> dict:
       "heldout_val_loss_learned": float(np.mean(rows[0]["val_loss"])),
       **_stats(rows, cfg.test.seeds),
       "tuned_lr": {r["method"]: r["lr"] for r in base},
-      "best_baseline": best["method"],
-      "learned_minus_best_baseline": float(np.mean(rows[0]["test_acc"]) -
-                                           np.mean(best["test_acc"])),
+      "best_baseline": vs_best["baseline"],
+      # paired over test seeds, in accuracy points, with its verdict
+      "learned_vs_best_baseline": vs_best,
       "seconds": seconds}
   meta_note = (f"MLR-SNet meta-trained with `{cfg.meta.estimator}` "
                f"({len(trace)} meta-steps, horizon {cfg.meta.horizon}, Adam "
@@ -168,35 +172,17 @@ def _run(cfg, task, out, quiet) -> dict:
                _table(results))]
   all_rows = {"meta_test": rows}
 
-  if cfg.transfer.enabled:
-    t = cfg.transfer
-    ctask = build_task(ml_collections.ConfigDict({"task": t.task.to_dict()}))
-    print(f"[3/3] transfer: {ctask.name}, {ctask.dataset.num_train} train "
-          f"images, {t.steps} steps of batch {ctask.batch_size}, seeds "
-          f"{list(t.seeds)}", flush=True)
-    t0 = time.perf_counter()
-    tres, trows = _stage(cfg, ctask, t, theta, None, meta_cfg, ("cosine",),
-                         quiet, "transfer")
-    res.plot_runs(out / "transfer.png",
-                  {n: res.curve(r.hist) for n, r in tres.items()},
-                  f"transfer: {ctask.name} ({t.steps} steps)")
-    gap = float(np.mean(trows[0]["test_acc"]) - np.mean(trows[1]["test_acc"]))
-    summary["transfer"] = {
-        "task": f"{ctask.dataset.name} / {t.task.model}",
-        **_stats(trows, t.seeds), "tuned_lr": trows[1]["lr"],
-        "learned_minus_cosine": gap, "within_1_point": bool(gap >= -0.01),
-        "seconds": time.perf_counter() - t0}
-    sections.append(("Transfer (frozen MLR-SNet)",
-                     _note(ctask, cfg, t, t.lr_grid), _table(tres)))
-    all_rows["transfer"] = trows
-
-  summary["seconds"]["total"] = time.perf_counter() - t_start
   metrics = [rec for n, r in results.items()
              for rec in res.eval_records(n, r.seeds, r.hist)]
   if cfg.transfer.enabled:
+    tres, summary["transfer"], section, all_rows["transfer"] = _transfer(
+        cfg, theta, meta_cfg, out, quiet)
+    sections.append(section)
     metrics += [rec for n, r in tres.items()
                 for rec in res.eval_records(n, r.seeds, r.hist,
                                             task="transfer")]
+
+  summary["seconds"]["total"] = time.perf_counter() - t_start
   res.write_jsonl(out / "metrics.jsonl", metrics)
   text = res.write_summary(out, cfg.name, sections)
   res.write_timings(out, summary["seconds"])
@@ -204,3 +190,30 @@ def _run(cfg, task, out, quiet) -> dict:
       {"summary": summary, "rows": all_rows}, indent=1, default=float))
   print("\n" + text + f"\nresults written to {cfg.output_dir}/", flush=True)
   return summary
+
+
+def _transfer(cfg, theta, meta_cfg, out, quiet):
+  """The frozen controller on ``cfg.transfer``'s task against its tuned
+  schedules: ``(results, summary, section, rows)``."""
+  t = cfg.transfer
+  ctask = build_task(ml_collections.ConfigDict({"task": t.task.to_dict()}))
+  print(f"[3/3] transfer: {ctask.name}, {ctask.dataset.num_train} train "
+        f"images, {t.steps} steps of batch {ctask.batch_size}, seeds "
+        f"{list(t.seeds)}", flush=True)
+  t0 = time.perf_counter()
+  tres, trows = _stage(cfg, ctask, t, theta, None, meta_cfg,
+                       tuple(t.schedules), quiet, "transfer")
+  res.plot_runs(out / "transfer.png",
+                {n: res.curve(r.hist) for n, r in tres.items()},
+                f"transfer: {ctask.name} ({t.steps} steps)")
+  tvs = versus_best(tres, LEARNED, [r["method"] for r in trows[1:]])
+  summary = {
+      "task": f"{ctask.dataset.name} / {t.task.model}",
+      **_stats(trows, t.seeds),
+      "tuned_lr": {r["method"]: r["lr"] for r in trows[1:]},
+      "learned_vs_best_baseline": tvs,
+      "within_1_point": bool(tvs["mean"] >= -1.0),
+      "seconds": time.perf_counter() - t0}
+  section = ("Transfer (frozen MLR-SNet)", _note(ctask, cfg, t, t.lr_grid),
+             _table(tres))
+  return tres, summary, section, trows

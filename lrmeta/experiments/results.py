@@ -65,7 +65,7 @@ def finite_mean_std(x, bad) -> str:
 def result_rows(results, metrics=("test_acc", "val_acc", "test_loss")
                 ) -> list[list[str]]:
   """Table rows ``[method, base lr, <metrics>...]`` of
-  :func:`lrmeta.experiments.compare.compare` results; each metric is the
+  :func:`lrmeta.protocol.compare` results; each metric is the
   final evaluation, mean ± std over the runs that did not diverge."""
   rows = []
   for name, r in results.items():
@@ -368,21 +368,16 @@ def family_table_rows(results, reference: tuple[str, str],
   """Rows ``[method, instance, accuracy difference, loss difference,
   verdict]`` of each of ``others`` minus ``reference`` (each a
   ``(method, "instance" | "family")`` of
-  :func:`lrmeta.experiments.compare.compare_family` results), one per shape
+  :func:`lrmeta.protocol.compare_family` results), one per shape
   and one pooled. Differences are ``mean [95 % interval] (n pairs)`` from
-  :func:`lrmeta.experiments.compare.family_differences`; the verdict is
-  "beats" / "worse" when the accuracy interval lies above / below 0, else
-  "tie"."""
-  from lrmeta.experiments.compare import family_differences  # pylint: disable=import-outside-toplevel
+  :func:`lrmeta.protocol.family_differences`; the verdict
+  (:func:`lrmeta.protocol.verdict`) is "better" / "worse" when the accuracy
+  interval lies above / below 0, else "tie"."""
+  from lrmeta.protocol import family_differences, verdict  # pylint: disable=import-outside-toplevel
 
   def cell(d, digits):
     return (f"{d['mean']:+.{digits}f} [{d['ci_low']:+.{digits}f}, "
             f"{d['ci_high']:+.{digits}f}] (n={d['n']})")
-
-  def verdict(d):
-    if d["ci_low"] > 0:
-      return "beats"
-    return "worse" if d["ci_high"] < 0 else "tie"
 
   rows = []
   for other in others:

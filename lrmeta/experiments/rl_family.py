@@ -21,7 +21,8 @@ held-out protocol, frozen transfer.
    discrete one favouring "keep the rate").
 2. Held-out protocol (:func:`lrmeta.experiments.family_job.judge`): every
    policy with its base rate tuned per instance and once for the family,
-   against the four tuned baselines, paired seeds, 95 % intervals.
+   against the six tuned baselines, paired seeds, 95 % intervals; each
+   policy's verdict is against the best of them.
 3. Transfer: the frozen policies on the small CNN on full-size Fashion-MNIST
    and ResNet-8 on the CIFAR-10 JPEG copy (``cfg.transfer.cnn`` /
    ``cfg.transfer.cifar``), base rates tuned on validation like cosine's,
@@ -152,14 +153,15 @@ def train(cfg, algo: str, family: Family, shapes, out: pathlib.Path,
 
 
 def run_transfer(cfg, section, trained: dict, log) -> dict:
-  """Tuned cosine and every policy (base rate tuned) on a transfer task;
-  :func:`family_job.transfer_stage`'s result with ``vs_cosine`` keyed by
-  trainer."""
+  """The tuned baselines and every policy (base rate tuned) on a transfer
+  task; :func:`family_job.transfer_stage`'s result with ``vs_cosine`` and
+  ``vs_best`` keyed by trainer."""
   stage = family_job.transfer_stage(section, {
       LABELS[a]: (lambda steps, tr=tr: family_job.controller_at(
           tr["config"], tr["actor"], steps, tune=True))
       for a, tr in trained.items()}, momentum=cfg.test.momentum, log=log)
-  stage["vs_cosine"] = {a: stage["vs_cosine"][LABELS[a]] for a in trained}
+  for key in ("vs_cosine", "vs_best"):
+    stage[key] = {a: stage[key][LABELS[a]] for a in trained}
   return stage
 
 
@@ -263,11 +265,12 @@ def _run(cfg, out: pathlib.Path, quiet: bool) -> dict:
     for a in algos:
       summary["trainers"][a].update(family_job.versus_cosine(results,
                                                              LABELS[a]))
+      summary["trainers"][a].update(family_job.versus_baselines(results,
+                                                                LABELS[a]))
     summary.update(family_job.versus_cosine(results, LABELS[algos[0]]))
+    summary.update(family_job.versus_baselines(results, LABELS[algos[0]]))
     others = [(LABELS[a], how) for a in algos
-              for how in ("family", "instance")] + [
-        (b, how) for b in ("constant", "step", "warmup_cosine")
-        for how in ("instance", "family")] + [("cosine", "instance")]
+              for how in ("family", "instance")] + family_job.baseline_rows()
     table = res.write_family_table(out / "heldout.md", results,
                                    ("cosine", "family"), others)
     res.plot_family_rates(out / "rates.png", family_job.rate_curves(
@@ -288,11 +291,11 @@ def _run(cfg, out: pathlib.Path, quiet: bool) -> dict:
       transfers[name] = run_transfer(cfg, t, trained,
                                      (lambda s: None) if quiet else _log)
       seconds[f"transfer_{name}"] = time.perf_counter() - t0
-      summary[f"transfer_{name}_vs_cosine"] = transfers[name]["vs_cosine"][
-          algos[0]]
-      for a in algos:
-        summary["trainers"][a][f"transfer_{name}_vs_cosine"] = (
-            transfers[name]["vs_cosine"][a])
+      for key in ("vs_cosine", "vs_best"):
+        summary[f"transfer_{name}_{key}"] = transfers[name][key][algos[0]]
+        for a in algos:
+          summary["trainers"][a][f"transfer_{name}_{key}"] = (
+              transfers[name][key][a])
       r = transfers[name]["results"]
       summary[f"transfer_{name}"] = {
           "task": transfers[name]["task"].name, "steps": t.steps,
@@ -301,9 +304,10 @@ def _run(cfg, out: pathlib.Path, quiet: bool) -> dict:
           "tuned_lr": {n: x.lr for n, x in r.items()}}
       sections.append((f"Transfer {i + 1}: {transfers[name]['task'].name}",
                        family_job.transfer_note(
-                           t, {**transfers[name], "vs_cosine": {
+                           t, {**transfers[name], **{key: {
                                LABELS[a]: d for a, d in
-                               transfers[name]["vs_cosine"].items()}},
+                               transfers[name][key].items()}
+                               for key in ("vs_cosine", "vs_best")}},
                            [LABELS[a] for a in algos]),
                        res.markdown_table(
                            ["method", "tuned base lr", "test acc",

@@ -10,7 +10,9 @@ Stages (config: ``configs/rl_fmnist.py``):
    rate, the policy's starting rate) is tuned on the validation split over
    one grid with ``eval.tune_seeds``; the tuned methods then run on
    ``eval.test_seeds``, disjoint from the training and tuning seeds
-   (:func:`lrmeta.experiments.compare.compare`, sequential executor).
+   (:func:`lrmeta.protocol.compare`, sequential executor); the policy's
+   verdict is against the best schedule (:func:`lrmeta.protocol.
+   versus_best`: paired interval over test seeds).
 3. Transfer (optional): the same on another dataset/model with the frozen
    policy unchanged; its decision interval scales with the budget so it
    takes as many decisions as in training.
@@ -33,9 +35,9 @@ import jax
 from lrmeta import learned
 from lrmeta.experiments import results as res
 from lrmeta.experiments import rl_loop
-from lrmeta.experiments.compare import Method, Protocol, compare
-from lrmeta.experiments.optim import schedule_method
 from lrmeta.learned import rl_policy as rl
+from lrmeta.protocol import (Method, Protocol, compare, schedule_method,
+                             versus_best)
 
 POLICY = "rl_policy"
 HEADER = ["method", "tuned base lr", "test acc", "test loss", "val acc"]
@@ -62,9 +64,8 @@ def _stage(cfg, task, steps, stage, actor, saved_cfg, log):
                       executor="sequential")
   results = compare(task, _methods(cfg, stage.schedules, actor, saved_cfg,
                                    steps), protocol, log=log)
-  acc = {n: float(r.hist.final("test_acc").mean()) for n, r in results.items()}
-  best = max((n for n in acc if n != POLICY), key=acc.get)
-  return results, best, acc[POLICY] - acc[best]
+  vs = versus_best(results, POLICY, [n for n in results if n != POLICY])
+  return results, vs
 
 
 def _records(tag, results):
@@ -113,7 +114,7 @@ def _run(cfg, out, quiet) -> dict:
                "val_batch_size": cfg.env.val_batch_size,
                "trained_on": task.name, "train_label_noise": list(noise),
                "train_steps": steps, "iterations": len(history)}
-  fm, best, gap = _stage(cfg, task, steps, cfg.eval, actor, saved_cfg, log)
+  fm, vs = _stage(cfg, task, steps, cfg.eval, actor, saved_cfg, log)
   saved_cfg["base_lr"] = fm[POLICY].lr
   learned.save(str(out / "controller"), actor, saved_cfg)
   metrics = _records(task.name, fm)
@@ -126,7 +127,8 @@ def _run(cfg, out, quiet) -> dict:
              "test_acc": {n: res.mean_std(r.hist.final("test_acc"))
                           for n, r in fm.items()},
              "tuned_lr": {n: r.lr for n, r in fm.items()},
-             "best_schedule": best, "rl_minus_best_schedule": gap}
+             "best_schedule": vs["baseline"],
+             "rl_minus_best_schedule": vs["mean"] / 100, "rl_vs_best_schedule": vs}
   res.plot_runs(out / "task_curves.png",
                 {n: res.curve(r.hist) for n, r in fm.items()},
                 f"{task.name}: tuned schedules vs RL policy")
@@ -143,30 +145,10 @@ def _run(cfg, out, quiet) -> dict:
       HEADER, res.result_rows(fm, COLUMNS)))]
 
   if cfg.transfer.enabled:
-    t = cfg.transfer
-    ttask, tsteps = rl_loop.transfer_task(cfg)
-    log(f"[3/3] transfer to {ttask.dataset.name} / {t.model}: {tsteps} steps "
-        f"of batch {t.batch_size} ({t.epochs} epochs of "
-        f"{ttask.dataset.num_train} images), policy unchanged")
-    tr, tbest, tgap = _stage(cfg, ttask, tsteps, t, actor, saved_cfg, log)
-    metrics += _records(ttask.name, tr)
-    res.plot_runs(out / "transfer_curves.png",
-                  {n: res.curve(r.hist) for n, r in tr.items()},
-                  f"transfer to {ttask.name}")
-    summary["transfer"] = {
-        "task": ttask.name, "data": ttask.dataset.name, "steps": tsteps,
-        "test_acc": {n: res.mean_std(r.hist.final("test_acc"))
-                     for n, r in tr.items()},
-        "tuned_lr": {n: r.lr for n, r in tr.items()},
-        "rl_minus_" + tbest: tgap}
-    decisions = rl.scaled_policy_config(pcfg, tsteps).steps_per_action
-    sections.append((
-        f"Transfer: {ttask.dataset.name}, {t.model}",
-        f"{ttask.dataset.num_train} training images, {tsteps} steps of batch "
-        f"{t.batch_size} ({t.epochs} epochs), rates tuned over "
-        f"{tuple(t.lr_grid)}, test seeds {tuple(t.test_seeds)}; the policy "
-        f"unchanged (one decision every {decisions} steps).",
-        res.markdown_table(HEADER, res.result_rows(tr, COLUMNS))))
+    records, summary["transfer"], section = _transfer(
+        cfg, actor, saved_cfg, pcfg, out, log)
+    metrics += records
+    sections.append(section)
   res.write_jsonl(out / "metrics.jsonl", metrics)
   summary["wall_s"] = round(time.perf_counter() - t_start, 1)
   res.write_timings(out, {"total": summary["wall_s"]})
@@ -175,3 +157,33 @@ def _run(cfg, out, quiet) -> dict:
   log("\n" + text + f"\nbackend {jax.default_backend()}; results written to "
       f"{cfg.output_dir}/")
   return summary
+
+
+def _transfer(cfg, actor, saved_cfg, pcfg, out, log):
+  """The policy, unchanged, on the transfer task against the tuned
+  schedules: ``(metric records, summary, section)``."""
+  t = cfg.transfer
+  ttask, tsteps = rl_loop.transfer_task(cfg)
+  log(f"[3/3] transfer to {ttask.dataset.name} / {t.model}: {tsteps} steps "
+      f"of batch {t.batch_size} ({t.epochs} epochs of "
+      f"{ttask.dataset.num_train} images), policy unchanged")
+  tr, tvs = _stage(cfg, ttask, tsteps, t, actor, saved_cfg, log)
+  res.plot_runs(out / "transfer_curves.png",
+                {n: res.curve(r.hist) for n, r in tr.items()},
+                f"transfer to {ttask.name}")
+  summary = {
+      "task": ttask.name, "data": ttask.dataset.name, "steps": tsteps,
+      "test_acc": {n: res.mean_std(r.hist.final("test_acc"))
+                   for n, r in tr.items()},
+      "tuned_lr": {n: r.lr for n, r in tr.items()},
+      "rl_minus_" + tvs["baseline"]: tvs["mean"] / 100,
+      "rl_vs_best_schedule": tvs}
+  decisions = rl.scaled_policy_config(pcfg, tsteps).steps_per_action
+  section = (
+      f"Transfer: {ttask.dataset.name}, {t.model}",
+      f"{ttask.dataset.num_train} training images, {tsteps} steps of batch "
+      f"{t.batch_size} ({t.epochs} epochs), rates tuned over "
+      f"{tuple(t.lr_grid)}, test seeds {tuple(t.test_seeds)}; the policy "
+      f"unchanged (one decision every {decisions} steps).",
+      res.markdown_table(HEADER, res.result_rows(tr, COLUMNS)))
+  return _records(ttask.name, tr), summary, section

@@ -5,6 +5,10 @@ The config's ``selection`` block holds the fields of
 gives the defaults as a ConfigDict, so ``--config.selection.budget=...``
 overrides work); ``candidates`` names the keys of
 :func:`lrmeta.schedules.select.default_candidates` to try (``()``: all).
+The verification's final test accuracy of the selected policy against the
+default is judged by the protocol (:func:`verification_verdict`: the
+diverged-run rule, the paired difference over the verify seeds, its
+verdict).
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ import dataclasses
 import json
 
 import ml_collections
+import numpy as np
 
 from lrmeta.experiments import results as res
 from lrmeta.experiments import select_report
 from lrmeta.experiments.train_job import build_task
+from lrmeta.protocol import paired_difference, verdict
+from lrmeta.protocol.scoring import diverged_to_worst
 from lrmeta.schedules import select
 
 
@@ -55,6 +62,18 @@ def candidate_fn(keys) -> select.CandidateFn:
   return lambda n: [c for c in select.default_candidates(n) if c[0] in keep]
 
 
+def verification_verdict(result: select.SelectionResult) -> dict:
+  """Final test accuracy of the selected policy minus the default's, in
+  points, paired by verify seed (a diverged run counts 0), with its
+  verdict."""
+  def points(v: select.VerifyResult):
+    finite = np.ones(len(v.test_acc), bool) if v.finite is None else v.finite
+    return 100 * diverged_to_worst(v.test_acc[:, -1], finite)
+  d = paired_difference(points(result.verified), points(result.default))
+  return {**{k: float(d[k]) for k in ("mean", "ci_low", "ci_high")},
+          "n": int(d["n"]), "verdict": verdict(d)}
+
+
 def run(cfg, *, quiet: bool = False, final_json: bool = True) -> dict:
   """Selects and composes LR policies for ``cfg.task``; writes the report.
 
@@ -89,6 +108,7 @@ def run(cfg, *, quiet: bool = False, final_json: bool = True) -> dict:
         print(f.read())
   print(f"results written to {cfg.output_dir}/")
   summary = result.summary()
+  summary["selected_vs_default"] = verification_verdict(result)
   if final_json:
     print(json.dumps(summary))
   return summary

@@ -17,9 +17,9 @@ import pathlib
 import jax
 
 from lrmeta.experiments import results as res
-from lrmeta.experiments.compare import Protocol, compare
 from lrmeta.experiments.config import check_range
 from lrmeta.experiments.optim import build_method
+from lrmeta.protocol import Protocol, compare
 from lrmeta.tasks import make_task
 
 
@@ -73,7 +73,7 @@ def _run(cfg, task, steps, out, quiet) -> dict:
       weight_decay=cfg.optimizer.weight_decay, num_steps=steps,
       num_classes=task.dataset.num_classes) for name in cfg.methods}
   seeds = tuple(cfg.seeds)
-  protocol = Protocol(steps, (), seeds, seeds, eval_every=cfg.train.eval_every,
+  protocol = Protocol(steps, (), (), seeds, eval_every=cfg.train.eval_every,
                       eval_examples=cfg.train.eval_examples or None)
   results = compare(task, methods, protocol, quiet=quiet)
   metrics, history = [], []

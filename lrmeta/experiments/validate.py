@@ -123,13 +123,8 @@ GRID = sequence(RATE, what="positive learning rates")
 WIDTHS = sequence(COUNT, what="positive integers")
 
 
-def _schedules():
-  from lrmeta.experiments.optim import SIMPLE_SCHEDULES  # pylint: disable=import-outside-toplevel
-  return SIMPLE_SCHEDULES
-
-
 def _optimizers():
-  from lrmeta.experiments.optim import BASE_OPTIMIZERS  # pylint: disable=import-outside-toplevel
+  from lrmeta.protocol.methods import BASE_OPTIMIZERS  # pylint: disable=import-outside-toplevel
   return BASE_OPTIMIZERS
 
 
@@ -178,7 +173,18 @@ def _features():
   return tuple(FEATURE_SETS)
 
 
-SCHEDULES = sequence(one_of(_schedules), what="schedule names")
+@_imports
+def baseline_name(key, value) -> None:
+  """A baseline schedule, bare or with its options
+  (``"wsd(decay_fraction=0.3)"``)."""
+  from lrmeta.schedules.baselines import parse_baseline  # pylint: disable=import-outside-toplevel
+  try:
+    parse_baseline(value if isinstance(value, str) else "")
+  except ValueError as e:
+    raise ConfigError(f"config key {key!r}: {e}") from None
+
+
+SCHEDULES = sequence(baseline_name, what="schedule names")
 
 
 @_imports
@@ -492,6 +498,25 @@ def check_data(flat: dict) -> dict:
   return out
 
 
+# The controllers `lrmeta meta-train` trains on a single task (a config
+# without a ``family`` section); the others train on the task family only.
+SINGLE_TASK_CONTROLLERS = ("mlr_snet",)
+
+
+def _single_task_controller(flat: dict, command: str | None) -> None:
+  """Rejects a ``controller.name`` the single-task meta-train path cannot
+  train (it would otherwise train MLR-SNet under another name)."""
+  name = flat.get("controller.name")
+  family = any(k.startswith("family.") for k in flat)
+  if (command in (None, "meta-train") and name is not None and not family
+      and "meta.estimator" in flat and name not in SINGLE_TASK_CONTROLLERS):
+    raise ConfigError(
+        f"config key 'controller.name': {name!r} is meta-trained on the "
+        f"task family only (a config with a 'family' section, e.g. "
+        f"configs/learned_lr.py); on a single task `lrmeta meta-train` "
+        f"trains {SINGLE_TASK_CONTROLLERS}")
+
+
 def validate(cfg, command: str | None = None) -> dict:
   """Checks ``cfg`` (after overrides) for ``command``; raises
   :class:`ConfigError` (or :class:`lrmeta.data.DataNotFoundError`) naming
@@ -512,6 +537,7 @@ def validate(cfg, command: str | None = None) -> dict:
     _multiple(flat, "meta.horizon", "meta.window")
   if flat.get("meta.estimator") == "lookahead":
     _multiple(flat, "meta.horizon", "meta.every")
+  _single_task_controller(flat, command)
   if isinstance(flat.get("controller"), str) or command == "evaluate":
     check_controller_dir(flat.get("controller", ""))
   if "methods" in flat:

@@ -2,8 +2,9 @@ r"""The named policies: registry, parameter checks, Optax schedules, warm-up.
 
 A *policy* is a named LR function with numeric parameters. All 34 functions of
 LRBench's public code are registered under LRBench's own (lower-cased) names,
-with a few policies LRBench lacks (``linear``, ``onecycle``, ``sgdr`` with a
-period multiplier), a linear warm-up in front of any policy (the ``warmup``
+with a few policies LRBench lacks (``linear``, ``wsd`` (warm-up-stable-decay:
+constant, then linear decay to 0 over the last fraction ``p`` of ``l``
+steps), ``onecycle``, ``sgdr`` with a period multiplier), a linear warm-up in front of any policy (the ``warmup``
 field) and multi-stage composition (:func:`compose`).
 
 Conventions shared by every cyclic and restart policy (see
@@ -147,6 +148,8 @@ _DEFS = [
     PolicyDef("sgdr", "extra", shapes.sgdr,
               {"k0": R, "k1": R, "l": R, "p": 1.0},
               "k0 + (k1-k0) (1 + cos(pi t_i/T_i))/2, T_i = l p^i"),
+    PolicyDef("wsd", "extra", shapes.wsd, {"k0": R, "l": R, "p": 0.2},
+              "k0 min(1, max(0, (l - t) / (p l)))"),
 ]
 
 POLICIES: dict[str, PolicyDef] = {d.name: d for d in _DEFS}
@@ -162,6 +165,7 @@ ALIASES = {
     "sine_exp": "sinexp", "cosine": "cos", "cosine2": "cos2",
     "cosine_exp": "cosexp", "up_cosine": "upcos", "up_cosine2": "upcos2",
     "up_cosine_exp": "upcosexp", "one_cycle": "onecycle",
+    "warmup_stable_decay": "wsd",
 }
 # Common fields accepted by every policy.
 COMMON_FIELDS = {"warmup": 0.0}
@@ -249,6 +253,10 @@ def _check_ranges(name, params):
   if name == "onecycle" and concrete(params["p"]) and not 0 < params["p"] < 1:
     raise PolicyError(
         f"policy 'onecycle': field 'p' must be in (0, 1), got {params['p']}")
+  if name == "wsd" and concrete(params["p"]) and not 0 <= params["p"] <= 1:
+    raise PolicyError(
+        f"policy 'wsd': field 'p' (decay fraction) must be in [0, 1], got "
+        f"{params['p']}")
   if name == "sgdr" and concrete(params["p"]) and params["p"] < 1:
     raise PolicyError(
         f"policy 'sgdr': field 'p' (period multiplier) must be >= 1, got "

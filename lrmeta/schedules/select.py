@@ -145,6 +145,7 @@ class VerifyResult:
   lr: np.ndarray  # [seeds, steps]
   wall_s: float
   target: float
+  finite: np.ndarray | None = None  # [seeds]: which runs never diverged
 
   @property
   def mean_curve(self) -> np.ndarray:
@@ -272,7 +273,8 @@ def _verify(task, spec, cfg, log):
   del state
   res = VerifyResult(S.format_spec(spec), hist.eval_steps,
                      np.asarray(hist.evals["test_acc"]),
-                     np.asarray(hist.steps["lr"]), hist.wall_time, 0.0)
+                     np.asarray(hist.steps["lr"]), hist.wall_time, 0.0,
+                     np.asarray(hist.finite()))
   log(f"verify {res.spec}: final test acc {res.final_acc:.4f} "
       f"+- {res.final_spread:.4f} ({hist.wall_time:.0f}s)")
   return res

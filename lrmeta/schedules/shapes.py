@@ -18,8 +18,8 @@ The 27 periodic policies of LRBench are nine *shapes* times three
 
 :func:`periodic` builds the closed form of one (shape, modulation) pair. The
 remaining closed forms (``fix``, ``step``, ``nstep``, ``exp``, ``inv``,
-``poly``, ``sig`` and the non-LRBench ``linear``, ``onecycle``, ``sgdr``) are
-plain functions below.
+``poly``, ``sig`` and the non-LRBench ``linear``, ``wsd``, ``onecycle``,
+``sgdr``) are plain functions below.
 
 Conventions: ``k0`` is the low end of the range and ``k1`` the high end;
 ``tri``/``sin``/``upcos`` start at ``k0`` and rise, ``dtri``/``dsin``/``cos``
@@ -214,6 +214,14 @@ def sig(t, k0, gamma, l):
 
 def linear(t, k0, k1, l):
   return k0 + (k1 - k0) * jnp.clip(t, 0.0, l) / l
+
+
+def wsd(t, k0, l, p):
+  """Warm-up-stable-decay without the warm-up: ``k0`` until ``(1 - p) l``,
+  then linear decay to 0 at ``l`` (0 after it). ``p = 0`` holds ``k0`` to
+  step ``l``."""
+  frac = (l - t) / jnp.maximum(p * l, 1e-12)
+  return k0 * jnp.clip(frac, 0.0, 1.0)
 
 
 def _cos_interp(a, b, frac):

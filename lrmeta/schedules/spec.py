@@ -270,3 +270,25 @@ def compose_specs(stages: list[Any], lengths: list[int]) -> Spec:
   if len(flat) == 1:
     return flat[0]
   return CompositeSpec(tuple(flat), tuple(flat_len))
+
+
+def parse_call(text: str) -> tuple[str, dict]:
+  """``"name(a=1, b='x')"`` -> ``("name", {"a": 1, "b": "x"})`` (literals
+  only; a bare ``"name"`` has no arguments)."""
+  try:
+    node = ast.parse(text.strip(), mode="eval").body
+  except SyntaxError as e:
+    raise ValueError(f"cannot parse controller {text!r}: {e.msg}") from None
+  if isinstance(node, ast.Name):
+    return node.id, {}
+  if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+          and not node.args):
+    raise ValueError(f"controller {text!r} must read name(key=value, ...)")
+  kwargs = {}
+  for kw in node.keywords:
+    try:
+      kwargs[kw.arg] = ast.literal_eval(kw.value)
+    except ValueError:
+      raise ValueError(f"controller {text!r}: field {kw.arg!r} is not a "
+                       f"literal") from None
+  return node.func.id, kwargs
