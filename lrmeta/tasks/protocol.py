@@ -27,6 +27,11 @@ in the seed, so they train as one vmapped population.
   for a family without any (a single task) its training shapes at unseen
   seeds.
 
+Code that holds only runs (the meta layer's whole-run scoring, the held-out
+protocol through :func:`lrmeta.tasks.family.instance_task`) builds a run's
+task with ``run.task()``; a family whose shapes define ``task()`` returns
+the same from ``task(shape)``.
+
 :class:`lrmeta.tasks.family.Family` (pooled images, small MLPs) is the
 built-in implementation.
 
