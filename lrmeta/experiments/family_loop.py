@@ -38,6 +38,7 @@ from lrmeta.meta import (MetaCheckpointer, MetaTrainer, default_meta_optimizer,
 from lrmeta.meta.family_es import FamilyES, es_cosine, validation_objective
 from lrmeta.rl.family import family_policy_config
 from lrmeta.tasks.family import Family, Instance
+from lrmeta.tasks.protocol import sample_shapes
 
 # "dataset:pool" strings of the config -> Family.sources entries.
 
@@ -68,21 +69,13 @@ def build_family(cfg) -> Family:
 
 
 def training_shapes(cfg, family: Family) -> tuple[Instance, ...]:
-  """``cfg.family.train_shapes`` distinct shapes sampled from ``family``
-  with key ``cfg.family.shapes_seed`` (the same for every meta-training
-  seed, so the seeds differ only in initialisation and ES noise)."""
-  want = int(cfg.family.train_shapes)
-  key = jax.random.key(cfg.family.shapes_seed)
-  shapes: dict[Instance, None] = {}
-  draw = 0
-  while len(shapes) < want:
-    for inst in family.sample(jax.random.fold_in(key, draw), want):
-      if len(shapes) < want:
-        shapes.setdefault(inst.shape)
-    draw += 1
-    if draw > 100:
-      raise ValueError(f"the family has fewer than {want} distinct shapes")
-  return tuple(shapes)
+  """``cfg.family.train_shapes`` distinct training shapes of ``family``
+  drawn by :func:`lrmeta.tasks.sample_shapes` with key
+  ``cfg.family.shapes_seed`` (the same for every meta-training seed, so the
+  seeds differ only in initialisation and ES noise); never a held-out
+  shape."""
+  return sample_shapes(family, jax.random.key(cfg.family.shapes_seed),
+                       int(cfg.family.train_shapes))
 
 
 # -- controllers ---------------------------------------------------------------

@@ -1,7 +1,11 @@
-"""Training and scoring the instances of the task family.
+"""Training and scoring the instances of a task family.
 
-Meta-training evaluates dozens of whole runs of :mod:`lrmeta.tasks.family`
-instances per outer step:
+Meta-training evaluates dozens of whole runs of a family's instances per
+outer step. An instance is a shape with a run seed (a
+:class:`lrmeta.tasks.protocol.Shape`: ``num_steps``, ``seed``, ``key()``,
+``shape``, ``task()``), of the pooled family
+(:class:`lrmeta.tasks.family.Instance`) or of any family a user brings;
+its task is ``instance.task()``:
 
 * :func:`train_group` trains a same-shape group with
   :func:`lrmeta.train.train_population` (states and history);
@@ -31,7 +35,7 @@ import optax
 
 from lrmeta.tasks import family
 from lrmeta.tasks.base import Task
-from lrmeta.tasks.family import Instance, group_by_shape, instance_task
+from lrmeta.tasks.family import Instance, group_by_shape
 from lrmeta.train import (History, TrainState, init_state, run_steps, train,
                           train_population)
 from lrmeta.train.state import SignalsFn
@@ -68,7 +72,7 @@ def train_instance(instance: Instance,
                    ) -> tuple[TrainState, History]:
   """Trains one instance alone (scanned, one evaluation of the validation
   split at the end)."""
-  return train(instance_task(instance), optimizer, instance.key(),
+  return train(instance.task(), optimizer, instance.key(),
                instance.num_steps, eval_every=instance.num_steps,
                eval_splits=("val",), progress=False)
 
@@ -88,7 +92,7 @@ def train_group(instances: Sequence[Instance], make_optimizer: MakeOptimizer,
     ``history.final("val_loss")`` is each member's final validation loss.
   """
   shape = _check_group(instances)
-  return train_population(instance_task(shape), make_optimizer, hparams,
+  return train_population(shape.task(), make_optimizer, hparams,
                           group_keys(instances), shape.num_steps,
                           eval_every=shape.num_steps, eval_splits=("val",),
                           progress=False)
@@ -152,7 +156,7 @@ def group_val_loss_fn(shape: Instance, make_optimizer: MakeOptimizer,
   Returns:
     The jitted function.
   """
-  task = instance_task(shape)
+  task = shape.task()
 
   def member(h, key):
     return val_loss_after_training(task, make_optimizer(h), key,

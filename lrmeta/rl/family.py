@@ -10,9 +10,9 @@ so all environments share one horizon and one actor, and the trainers cycle
 over them (:func:`lrmeta.rl.env.env_cycle`): PPO iteration ``i`` collects
 ``num_envs`` runs of shape ``i % len(shapes)``, each started by
 ``reset(key)`` with its own key as the run seed (initialisation and
-minibatch order). :func:`training_shapes` draws distinct shapes from
-:meth:`Family.sample <lrmeta.tasks.family.Family.sample>` and never returns
-the shape of a held-out instance, so held-out shapes stay unseen in training.
+minibatch order). :func:`training_shapes` draws distinct shapes with the family's one sampler
+(:func:`lrmeta.tasks.sample_shapes`), which never returns a held-out shape,
+so held-out shapes stay unseen in training.
 
 Use ``features="scale_free"`` (:mod:`lrmeta.controllers.rl_policy`): its
 entries are fractions, log ratios and per-window slopes, so runs of different
@@ -40,66 +40,23 @@ import jax
 from lrmeta.controllers import checks
 from lrmeta.controllers.rl_policy import PolicyConfig
 from lrmeta.rl.env import LREnv, LREnvConfig
-from lrmeta.tasks.family import Family, Instance, instance_task
+from lrmeta.tasks.family import Family
+from lrmeta.tasks.protocol import TaskFamily, sample_shapes
 
 
-def held_out_shapes(family: Family | None = None) -> frozenset[Instance]:
-  """The shapes of ``family``'s held-out instances (default ``Family()``)."""
+def held_out_shapes(family: TaskFamily | None = None) -> frozenset:
+  """The held-out shapes of ``family`` (default ``Family()``)."""
   family = Family() if family is None else family
-  return frozenset(inst.shape for inst in family.held_out())
+  return frozenset(family.held_out_shapes)
 
 
-def _num_training_shapes(family: Family, held: frozenset[Instance]) -> int:
-  """How many distinct shapes sampling can return, held-out ones excluded."""
-  combos = set(family.combos())
-  total = (len(set(family.sources)) * len(combos)
-           * len(set(family.batch_sizes)) * len(set(family.label_noise))
-           * len(set(family.max_train)))
-  sampled = sum(
-      1 for h in held
-      if (h.dataset, h.pool) in family.sources
-      and (h.hidden, h.num_steps) in combos
-      and h.batch_size in family.batch_sizes
-      and h.label_noise in family.label_noise
-      and h.max_train in family.max_train)
-  return total - sampled
-
-
-def training_shapes(key: jax.Array, n: int, family: Family | None = None
-                    ) -> tuple[Instance, ...]:
-  """``n`` distinct instance shapes to train a policy on.
-
-  The shapes of ``family.sample(key, n)`` in order of first appearance,
-  without repeats and without the shape of any held-out instance (a
-  held-out instance may share its shape with sampled ones: its run seeds are
-  unseen, but its data and network are not); while fewer than ``n`` remain,
-  further draws from ``jax.random.fold_in(key, attempt)`` fill the list.
-
-  Args:
-    key: PRNG key; the result is deterministic in it.
-    n: number of shapes, at most the number the family can produce.
-    family: the family (default ``Family()``).
-
-  Returns:
-    A tuple of ``n`` shapes (instances with seed 0).
-  """
-  family = Family() if family is None else family
+def training_shapes(key: jax.Array, n: int,
+                    family: TaskFamily | None = None) -> tuple:
+  """``n`` distinct training shapes of ``family`` (default ``Family()``) to
+  train a policy on: :func:`lrmeta.tasks.sample_shapes`, deterministic in
+  ``key`` and never a held-out shape."""
   checks.positive_int("training_shapes", "n", n)
-  held = held_out_shapes(family)
-  available = _num_training_shapes(family, held)
-  if n > available:
-    raise ValueError(f"training_shapes: the family has {available} training "
-                     f"shapes, asked for {n}")
-  shapes: list[Instance] = []
-  attempt = 0
-  while len(shapes) < n:
-    k = key if attempt == 0 else jax.random.fold_in(key, attempt)
-    for inst in family.sample(k, n):
-      shape = inst.shape
-      if shape not in held and shape not in shapes and len(shapes) < n:
-        shapes.append(shape)
-    attempt += 1
-  return tuple(shapes)
+  return sample_shapes(Family() if family is None else family, key, n)
 
 
 def family_policy_config(policy: PolicyConfig, num_steps: int,
@@ -118,21 +75,23 @@ def family_policy_config(policy: PolicyConfig, num_steps: int,
                              total_steps=num_steps)
 
 
-def family_envs(shapes: Sequence[Instance], env_cfg: LREnvConfig,
-                decisions: int, *, family: Family | None = None,
+def family_envs(shapes: Sequence, env_cfg: LREnvConfig,
+                decisions: int, *, family: TaskFamily | None = None,
                 allow_held_out: bool = False) -> tuple[LREnv, ...]:
   """One environment per instance shape, all with ``decisions`` decisions.
 
   Args:
-    shapes: family instances (their seeds are ignored; repeated shapes give
-      one environment), e.g. from :func:`training_shapes`.
+    shapes: shapes of ``family`` (their seeds are ignored; repeated shapes
+      give one environment), e.g. from :func:`training_shapes`; their tasks
+      must be image-classification :class:`~lrmeta.tasks.Task` s (the
+      policy's probe reads the model's class probabilities).
     env_cfg: the environments' configuration; its policy's
       ``steps_per_action`` and ``total_steps`` are replaced per shape by
       :func:`family_policy_config`.
     decisions: decisions per episode (the common horizon); must divide every
       shape's ``num_steps``.
-    family: the family whose held-out shapes are refused (default
-      ``Family()``).
+    family: the family that builds the shapes' tasks and whose held-out
+      shapes are refused (default ``Family()``).
     allow_held_out: build environments for held-out shapes too (to evaluate
       a policy on them, never to train it).
 
@@ -146,6 +105,7 @@ def family_envs(shapes: Sequence[Instance], env_cfg: LREnvConfig,
       ``decisions`` does not divide a budget.
   """
   checks.positive_int("family_envs", "decisions", decisions)
+  family = Family() if family is None else family
   unique = list(dict.fromkeys(inst.shape for inst in shapes))
   if not unique:
     raise ValueError("family_envs: at least one shape is needed")
@@ -157,7 +117,7 @@ def family_envs(shapes: Sequence[Instance], env_cfg: LREnvConfig,
                        f"{bad}")
   pcfgs = [family_policy_config(env_cfg.policy, s.num_steps, decisions)
            for s in unique]
-  return tuple(LREnv(instance_task(s), dataclasses.replace(env_cfg, policy=p))
+  return tuple(LREnv(family.task(s), dataclasses.replace(env_cfg, policy=p))
                for s, p in zip(unique, pcfgs))
 
 

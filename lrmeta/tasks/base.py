@@ -7,7 +7,7 @@ pure and traceable, so the inner loop can ``jit``/``scan``/``vmap`` them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import chex
 import flax.linen as nn
@@ -21,9 +21,13 @@ from lrmeta.models import make_model
 Variables = Any  # {"params": ..., maybe "batch_stats": ...}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Task:
   """Image classification with softmax cross-entropy.
+
+  One implementation of :class:`lrmeta.tasks.protocol.TaskProtocol`; judged
+  by ``evaluate()["accuracy"]`` (higher is better). Tasks compare and hash
+  by identity (they hold arrays).
 
   Attributes:
     name: short identifier used in tables, e.g. ``"fashion_mnist/small_cnn"``.
@@ -38,6 +42,9 @@ class Task:
   model: nn.Module
   batch_size: int = 128
   eval_batch_size: int = 500
+
+  metric: ClassVar[str] = "accuracy"
+  maximize: ClassVar[bool] = True
 
   # -- parameters -----------------------------------------------------------
   def init(self, key: jax.Array) -> tuple[optax.Params, Any]:
@@ -64,6 +71,12 @@ class Task:
     loss = optax.softmax_cross_entropy_with_integer_labels(
         logits, batch.label).mean()
     return loss, (new_state, logits)
+
+  def batch_metrics(self, batch: Batch, logits: jax.Array
+                    ) -> dict[str, jax.Array]:
+    """``{"accuracy"}`` of a training minibatch (the loss's aux is the
+    logits)."""
+    return {"accuracy": accuracy(logits, batch.label)}
 
   # -- batches --------------------------------------------------------------
   def train_batch(self, key: jax.Array) -> Batch:

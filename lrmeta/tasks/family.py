@@ -17,9 +17,12 @@ a subset of the training images.
   instances train together as one vmapped program.
 * :class:`Family` samples instances from a PRNG key and names a fixed set of
   held-out instances: unseen run seeds, and width/budget combinations that
-  sampling never returns.
+  sampling never returns. It implements
+  :class:`lrmeta.tasks.protocol.TaskFamily` (training shapes, held-out
+  shapes, ``sample``, ``task``).
 * :func:`pooled_dataset` loads and pools a dataset once per process;
-  :func:`instance_task` builds the :class:`~lrmeta.tasks.Task`.
+  :meth:`Instance.task` builds the :class:`~lrmeta.tasks.Task`;
+  :func:`instance_task` builds the task of a shape of any family.
 
 Training instances and scoring them (one vmapped program per shape, the
 normalised fitness) is :mod:`lrmeta.meta.family`.
@@ -131,6 +134,18 @@ class Instance:
     """The run's PRNG key (initialisation and minibatches)."""
     return jax.random.key(self.seed)
 
+  def task(self) -> Task:
+    """The :class:`~lrmeta.tasks.Task` of this run (its seed is unused).
+
+    The network is :class:`lrmeta.models.MLP` with :attr:`hidden`; the
+    whole validation split is evaluated in one chunk.
+    """
+    data = pooled_dataset(*self.data_spec)
+    net = make_model("mlp", data.num_classes, hidden=self.hidden)
+    return Task(self.shape.name.rsplit("/", 1)[0], data, net,
+                batch_size=self.batch_size,
+                eval_batch_size=data.val_x.shape[0])
+
   @property
   def name(self) -> str:
     widths = "x".join(str(h) for h in self.hidden)
@@ -202,6 +217,27 @@ class Family:
     if self.held_out_seeds <= 0:
       raise ValueError(f"held_out_seeds must be positive, got "
                        f"{self.held_out_seeds}")
+
+  @property
+  def train_shapes(self) -> tuple[Instance, ...]:
+    """Every shape sampling can return, less the held-out shapes."""
+    held = set(self.held_out_shapes)
+    shapes = (Instance(dataset=d, pool=p, hidden=h, num_steps=t,
+                       batch_size=b, label_noise=n, max_train=m,
+                       data_seed=self.data_seed)
+              for d, p in self.sources for h, t in self.combos()
+              for b in self.batch_sizes for n in self.label_noise
+              for m in self.max_train)
+    return tuple(s for s in dict.fromkeys(shapes) if s not in held)
+
+  @property
+  def held_out_shapes(self) -> tuple[Instance, ...]:
+    """The distinct shapes of :meth:`held_out`."""
+    return tuple(dict.fromkeys(i.shape for i in self.held_out()))
+
+  def task(self, shape: Instance) -> Task:
+    """``shape.task()``: the pooled MLP task of an instance."""
+    return shape.task()
 
   def combos(self) -> tuple[Combo, ...]:
     """The ``(hidden, num_steps)`` combinations sampling draws from."""
@@ -387,17 +423,14 @@ def pooled_dataset(dataset: str, pool: int, max_train: int | None = None,
   return pool_dataset(ds, pool, grayscale=True)
 
 
-def instance_task(instance: Instance) -> Task:
-  """The :class:`~lrmeta.tasks.Task` of ``instance`` (its seed is unused).
+def instance_task(shape: Any) -> Task:
+  """The task of a shape of any family: ``shape.task()``.
 
-  The network is :class:`lrmeta.models.MLP` with ``instance.hidden``; the
-  whole validation split is evaluated in one chunk.
+  For an :class:`Instance` that is the pooled MLP task (its seed is
+  unused); a user family's shapes (:class:`lrmeta.tasks.protocol.Shape`
+  subclasses) define their own ``task()``.
   """
-  data = pooled_dataset(*instance.data_spec)
-  net = make_model("mlp", data.num_classes, hidden=instance.hidden)
-  return Task(instance.shape.name.rsplit("/", 1)[0], data, net,
-              batch_size=instance.batch_size,
-              eval_batch_size=data.val_x.shape[0])
+  return shape.task()
 
 
 __all__ = ["Family", "HELD_OUT_SEED_BASE", "Instance", "LUMA", "SOURCE_SIDE",

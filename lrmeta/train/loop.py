@@ -32,8 +32,9 @@ import optax
 from tqdm.auto import tqdm
 
 from lrmeta.tasks.base import Task
-from lrmeta.train.state import (SignalsFn, TrainState, init_state,
-                                loss_signal, run_steps, train_step)
+from lrmeta.train.state import (SignalsFn, TrainState, history_key,
+                                init_state, loss_signal, run_steps,
+                                train_step)
 
 OptimizerFactory = Callable[[Any], optax.GradientTransformation]
 
@@ -59,10 +60,12 @@ def first_nonfinite_step(finite: np.ndarray) -> np.ndarray:
 class History:
   """Metrics of a run (or of a population: a leading K axis on each array).
 
-  ``steps`` holds per-step metrics (train_loss, train_acc, grad_norm,
-  update_norm, lr, finite), each of length ``num_steps``; ``evals`` holds the
-  metrics of each evaluation (``<split>_loss``, ``<split>_acc``) at
-  ``eval_steps`` (empty for :func:`train_reference`).
+  ``steps`` holds per-step metrics (train_loss, grad_norm, update_norm, lr,
+  finite and the task's minibatch metrics, e.g. train_acc), each of length
+  ``num_steps``; ``evals`` holds every entry of the task's ``evaluate()``
+  per split at ``eval_steps``, named by :func:`history_key`
+  (``<split>_loss``, ``<split>_acc`` for accuracy, ``<split>_<name>`` for
+  any other metric; empty for :func:`train_reference`).
 
   Divergence is read from the per-step ``finite`` flag, so it follows any
   slicing of ``steps``: :attr:`diverged_at` is, per run, the index into
@@ -113,11 +116,12 @@ class History:
 
 
 def _evaluate(task: Task, params, model_state, splits, max_examples):
+  """Every ``evaluate()`` entry of every split, named by
+  :func:`history_key`."""
   out = {}
   for split in splits:
     m = task.evaluate(params, model_state, split, max_examples)
-    out[f"{split}_loss"] = m["loss"]
-    out[f"{split}_acc"] = m["accuracy"]
+    out.update({history_key(split, k): v for k, v in m.items()})
   return out
 
 

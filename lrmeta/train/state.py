@@ -11,12 +11,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lrmeta.tasks.base import Task, accuracy
+from lrmeta.tasks.base import Task
+from lrmeta.tasks.protocol import batch_metrics
 
 # A function that returns the extra keyword arguments handed to the optimizer
-# at each step: (task, state, batch, loss, logits) -> dict. The default passes
-# ``value=loss``, the convention of ``optax.contrib.reduce_on_plateau``.
+# at each step: (task, state, batch, loss, aux) -> dict, where aux is the
+# auxiliary output of ``task.loss`` (a classification task's logits). The
+# default passes ``value=loss``, the convention of
+# ``optax.contrib.reduce_on_plateau``.
 SignalsFn = Callable[..., dict]
+
+
+def history_key(prefix: str, name: str) -> str:
+  """The history name of metric ``name`` of a split or of the training
+  minibatches: ``"{prefix}_acc"`` for ``"accuracy"`` (the name results
+  folders have always used), else ``"{prefix}_{name}"``."""
+  return f"{prefix}_{'acc' if name == 'accuracy' else name}"
 
 
 class TrainState(NamedTuple):
@@ -97,8 +107,8 @@ def init_state(task: Task, optimizer: optax.GradientTransformation,
                     k_run)
 
 
-def loss_signal(task, state, batch, loss, logits) -> dict:
-  del task, state, batch, logits
+def loss_signal(task, state, batch, loss, aux) -> dict:
+  del task, state, batch, aux
   return {"value": loss}
 
 
@@ -114,8 +124,8 @@ def with_validation_loss(every: int, batch_size: int | None = None
   if every <= 0:
     raise ValueError(f"validation signal period must be positive, got {every}")
 
-  def signals(task, state, batch, loss, logits):
-    del batch, logits
+  def signals(task, state, batch, loss, aux):
+    del batch, aux
     def compute(_):
       key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
       vb = task.val_batch(key, batch_size)
@@ -249,11 +259,14 @@ def train_step(task: Task, optimizer: optax.GradientTransformation,
                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD-style step on a fresh minibatch. Pure; returns (state, metrics).
 
-  Metrics: ``train_loss``, ``train_acc``, ``grad_norm``, ``update_norm``,
-  ``lr`` (:func:`applied_learning_rate`), ``finite`` (bool: the loss and
-  the updated parameters are finite) and, for controllers that clip their
-  rate, ``clipped`` (:func:`clipped_count`). ``signals`` reach ``optimizer``
-  as extra arguments (see :func:`as_extra_args`).
+  Metrics: ``train_loss``, ``grad_norm``, ``update_norm``, ``lr``
+  (:func:`applied_learning_rate`), ``finite`` (bool: the loss and the
+  updated parameters are finite), the task's minibatch metrics
+  (:func:`lrmeta.tasks.protocol.batch_metrics`, named by
+  :func:`history_key`: ``train_acc`` for a classification task) and, for
+  controllers that clip their rate, ``clipped`` (:func:`clipped_count`).
+  ``signals`` reach ``optimizer`` as extra arguments (see
+  :func:`as_extra_args`).
   """
   opt = as_extra_args(optimizer)
   batch = task.train_batch(jax.random.fold_in(state.key, state.step))
@@ -261,15 +274,16 @@ def train_step(task: Task, optimizer: optax.GradientTransformation,
   def loss_fn(params):
     return task.loss(params, state.model_state, batch, train=True)
 
-  (loss, (model_state, logits)), grads = jax.value_and_grad(
+  (loss, (model_state, aux)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params)
-  extra = signals(task, state, batch, loss, logits)
+  extra = signals(task, state, batch, loss, aux)
   updates, opt_state = opt.update(grads, state.opt_state, state.params,
                                   **extra)
   params = optax.apply_updates(state.params, updates)
   metrics = {
       "train_loss": loss,
-      "train_acc": accuracy(logits, batch.label),
+      **{history_key("train", k): v
+         for k, v in batch_metrics(task, batch, aux).items()},
       "grad_norm": optax.tree.norm(grads),
       "update_norm": optax.tree.norm(updates),
       "lr": applied_learning_rate(opt_state),
