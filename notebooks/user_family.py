@@ -25,9 +25,10 @@
 # 3. meta-trains the learned schedule on it by whole-run ES
 #    (`lrmeta.meta.family_es.FamilyES`), and
 # 4. judges it on the held-out shapes with the held-out protocol
-#    (`lrmeta.experiments.compare.compare_family`: peak rates tuned per
+#    (`lrmeta.protocol.compare_family`: peak rates tuned per
 #    shape and once for the family on a widening sqrt(2) grid, paired test
-#    seeds) against constant, step, cosine and warm-up + cosine.
+#    seeds) against the protocol's default baselines: constant, step,
+#    cosine, warm-up + cosine, linear decay to zero and warm-up-stable-decay.
 #
 # What a task needs is `lrmeta.tasks.TaskProtocol`: `init`, `loss`,
 # `train_batch`, `val_batch`, `evaluate` (and optionally `metric`,
@@ -50,10 +51,8 @@ import numpy as np
 import optax
 
 from lrmeta import learned
-from lrmeta.experiments.compare import (FamilyProtocol, Method,
-                                        compare_family, family_differences,
-                                        sqrt2_grid)
-from lrmeta.experiments.optim import family_baselines
+from lrmeta.protocol import (FamilyProtocol, Method, compare_family,
+                             family_baselines, family_differences, sqrt2_grid)
 from lrmeta.learned import learned_schedule as ls_store
 from lrmeta.meta import MetaTrainer, meta_train
 from lrmeta.meta.family_es import FamilyES, validation_objective
