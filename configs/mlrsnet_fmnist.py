@@ -64,6 +64,9 @@ def get_config(variant=None):
   c.controller = ml_collections.ConfigDict()
   c.controller.name = "mlr_snet"
   c.controller.hidden = 50
+  c.controller.width = 0  # gate-MLP width; 0: hidden // 2 (the authors')
+  c.controller.semantics = "meta_test"  # or "meta_train" (module.py's cell)
+  c.controller.init = "torch"  # PyTorch's default; or "uniform"
   c.controller.gamma = 0.0  # 0: computed from the first loss (the paper's L0)
 
   c.meta = ml_collections.ConfigDict()

@@ -33,6 +33,9 @@ def controller_config(cfg, task: Task) -> dict:
   """The saved-controller config of the MLR-SNet a config meta-trains."""
   return mlr.config(
       hidden=cfg.controller.hidden, num_classes=task.dataset.num_classes,
+      width=cfg.controller.get("width") or None,
+      semantics=cfg.controller.get("semantics", "meta_test"),
+      init=cfg.controller.get("init", "torch"),
       gamma=cfg.controller.gamma, momentum=cfg.optimizer.momentum,
       weight_decay=cfg.optimizer.weight_decay,
       switch_fractions=SNAPSHOT_FRACTIONS if cfg.meta.snapshots else (),

@@ -292,6 +292,9 @@ RULES: dict[str, Check] = {
     "test.momentum": MOMENTUM,
     "controller.hidden": COUNT,
     "controller.gamma": NONNEG,               # 0: from the first loss
+    "controller.width": COUNT0,               # 0: hidden // 2
+    "controller.semantics": one_of(("meta_test", "meta_train")),
+    "controller.init": one_of(("torch", "uniform")),
     "meta.estimator": one_of(_estimators),
     "meta.horizon": COUNT,
     "meta.meta_steps": COUNT,
