@@ -214,3 +214,17 @@ def test_gamma_over_a_split(fmnist_task):
   with pytest.raises(TypeError, match="gamma_loss"):
     p = {"w": jnp.ones(2)}
     tx.update(p, tx.init(p), p, value=jnp.asarray(1.0))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"semantics": "pytorch"}, "semantics"),
+    ({"gamma_from": "epoch"}, "gamma_from"),
+])
+def test_bad_cell_arguments(kwargs, match):
+  th = init_mlr_snet_params(jax.random.key(0), hidden=4)
+  with pytest.raises(ValueError, match=match):
+    mlr_snet(th, **kwargs)
+  with pytest.raises(ValueError, match="init"):
+    init_mlr_snet_params(jax.random.key(0), hidden=4, init="xavier")
+  with pytest.raises(ValueError, match="width"):
+    init_mlr_snet_params(jax.random.key(0), hidden=4, width=0)
