@@ -23,17 +23,19 @@ Cell semantics. The authors' repository holds two cells that differ in the
 gates (``semantics=``):
 
 * ``"meta_test"`` (the default): ``meta-test/model/network.py`` lines
-  142-150, the cell that loads the published meta-trained nets and produced
-  the paper's meta-test results. The ``4 * hidden`` pre-activations split
+  142-150, the cell the authors' meta-test script (``meta_test.py``) runs
+  the published meta-trained nets with. The ``4 * hidden`` pre-activations split
   into the input, forget, transform and output gates, in that order, with no
   forget bias.
 * ``"meta_train"``: ``meta-train/image-classification/module.py`` lines
   301-309, the cell the authors meta-train. The order is input, forget,
   output, transform and the forget gate reads ``sigmoid(f - 1)``.
 
-The published nets were meta-trained with the second cell and are run with
-the first; they give the rates of the authors' result logs only under
-``"meta_test"``, which is why it is the default here.
+The repository meta-trains with the second cell and runs the published nets
+with the first; the published nets reproduce the rate scale of the authors'
+meta-training log only under ``"meta_test"`` (under ``"meta_train"`` the
+epoch-100 and epoch-200 nets give rates 16-38x higher; see
+``docs/results/mlr_snet.md``), which is why it is the default here.
 
 Initialisation (``init=`` of :func:`init_mlr_snet_params`):
 
@@ -55,7 +57,7 @@ by ``gamma_from``:
 * ``"split"``: the paper's: the loss over the training set (or a stated
   number of its examples) in eval mode, computed before training and again
   at each switch (``meta_test.py`` lines 49-52, 74-75, 86-87). The training
-  loop computes it (:func:`with_split_loss` hands it over as the
+  loop computes it (:func:`lrmeta.train.with_split_loss` hands it over as the
   ``gamma_loss=`` extra argument at step 0 and at each switch step).
 
 Or pass a fixed ``gamma=`` (:func:`compute_gamma` of a precomputed loss).
