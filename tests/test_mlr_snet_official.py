@@ -99,6 +99,15 @@ def test_torch_files_read_without_torch(tmp_path):
   assert legacy["layer1.fc_h2h.0.weight"].shape == (4, 8)  # [out, in]
   for k in legacy:
     np.testing.assert_array_equal(legacy[k], zipped[k])
+  th = kind.theta_from_state_dict(legacy)  # [in, out], exact
+  np.testing.assert_array_equal(th["h2h"]["w1"],
+                                legacy["layer1.fc_h2h.0.weight"].T)
+  with pytest.raises(ValueError, match="missing"):
+    kind.theta_from_state_dict({k: v for k, v in legacy.items()
+                                if k != "layer3.bias"})
+  wrong = dict(legacy, **{"layer3.weight": np.zeros((1, 7), np.float32)})
+  with pytest.raises(ValueError, match="shape"):
+    kind.theta_from_state_dict(wrong)
   # A pickle that names anything else is refused, not run.
   bad = tmp_path / "bad.pth"
   with open(bad, "wb") as f:

@@ -267,8 +267,8 @@ def from_torch(paths: Sequence[str], *, semantics: str = "meta_test",
   if not paths:
     raise ValueError("from_torch: no files given")
   thetas = [theta_from_state_dict(torch_pickle.load(p)) for p in paths]
-  shapes = {jax.tree.map(np.shape, t).__repr__() for t in thetas}
-  if len(shapes) != 1:
+  shapes = [jax.tree.map(np.shape, t) for t in thetas]
+  if any(s != shapes[0] for s in shapes):
     raise ValueError("from_torch: the snapshots differ in shape")
   hidden = thetas[0]["out"]["w"].shape[0]
   width = thetas[0]["i2h"]["w1"].shape[1]
