@@ -23,8 +23,10 @@ rates). ``meta.perturb`` restricts ES to some parameter groups, key paths
 with ``/`` between levels (e.g. ``out``, MLR-SNet's output layer; empty:
 all).
 
-Controllers (``controller.name``): ``mlr_snet`` (the paper's LSTM, 23,101
-weights; plain SGD as in the paper's code), ``hypergradient`` (HD's
+Controllers (``controller.name``): ``mlr_snet`` (the authors' LSTM cell,
+11,776 weights at hidden 50 and the default width hidden // 2; 23,101 at
+``controller.width=50``, lrmeta's earlier cell; plain SGD as in the paper's
+code), ``hypergradient`` (HD's
 initial rate and hypergradient rate, in log units; use
 ``controller.momentum=0.9``) and ``learned_schedule`` (``lr_base`` times
 ``exp`` of K log-rate knots over the budget plus a bounded feedback MLP of
@@ -56,6 +58,9 @@ def get_config(variant=None):
   c.controller = ml_collections.ConfigDict()
   c.controller.name = "mlr_snet"
   c.controller.hidden = 50  # mlr_snet
+  c.controller.width = 0  # gate-MLP width; 0: hidden // 2 (the authors')
+  c.controller.semantics = "meta_test"  # or "meta_train" (module.py's cell)
+  c.controller.init = "torch"  # PyTorch's default; or "uniform"
   c.controller.gamma = 0.0  # mlr_snet; 0: from the first loss (the paper)
   c.controller.momentum = 0.0  # base SGD momentum of the controller
   c.controller.base_lr = 0.05  # learned_schedule: lr_base

@@ -19,10 +19,21 @@ Meta-objective (``meta.estimator``):
   exploded (norm 3e1 -> 1e7 between two runs; the next inner run collapsed
   to chance) -- the chaotic-unroll pathology of Metz et al. 2019 -- so it is
   not the default.
-* ``"lookahead"``: the paper's scheme, one differentiable SGD step scored on
-  a meta batch every ``meta.every`` steps along one run (the paper's code:
-  every 300 batches). Greedy: short-horizon bias (Wu et al. 2018) drove the
+* ``"lookahead"``: after the paper's scheme, one differentiable SGD step
+  scored on a meta batch every ``meta.every`` steps along one run; the
+  differentiated step is the real one, at the theta before the update (the
+  authors' protocol is ``"online_lookahead"`` below). Greedy: short-horizon bias (Wu et al. 2018) drove the
   rate to ~0.01 in our runs (see docs/results/mlr_snet.md).
+* ``"online_lookahead"``: the authors' own meta-training
+  (``meta-train/image-classification/meta_train.py``): one run of
+  ``meta.horizon`` steps, a virtual one-step look-ahead every
+  ``meta.every`` minibatches counted within epochs of
+  ``meta.steps_per_epoch`` (300 of 383 in their CIFAR-10 run: once per
+  epoch), meta-loss on a meta batch of 128 in train mode, Adam 1e-3 / L2
+  1e-4, no clipping, theta updated online before the real step; snapshots
+  after epochs 1 and horizon / 2 and the final theta, switched at thirds of
+  the meta-test budget. Variants ``official`` (their settings on the small
+  CNN) and ``small_official`` (CPU scale).
 * ``"es"``: antithetic ES (``meta.es_pairs`` pairs of perturbations of
   scale ``meta.es_sigma``, both runs of a pair on the same network and
   minibatches) over truncations of ``meta.window`` steps; with
@@ -40,7 +51,8 @@ import ml_collections
 
 from lrmeta.experiments.config import task_config
 
-VARIANTS = ("", "small", "small_es", "small_pes", "debug")
+VARIANTS = ("", "small", "small_es", "small_pes", "official",
+            "small_official", "debug")
 
 
 def get_config(variant=None):
@@ -64,6 +76,9 @@ def get_config(variant=None):
   c.controller = ml_collections.ConfigDict()
   c.controller.name = "mlr_snet"
   c.controller.hidden = 50
+  c.controller.width = 0  # gate-MLP width; 0: hidden // 2 (the authors')
+  c.controller.semantics = "meta_test"  # or "meta_train" (module.py's cell)
+  c.controller.init = "torch"  # PyTorch's default; or "uniform"
   c.controller.gamma = 0.0  # 0: computed from the first loss (the paper's L0)
 
   c.meta = ml_collections.ConfigDict()
@@ -78,6 +93,8 @@ def get_config(variant=None):
   c.meta.meta_batch_size = 1000  # meta-set examples per meta-loss
   c.meta.lr = 2e-3  # Adam (the paper: 1e-3)
   c.meta.weight_decay = 1e-4
+  c.meta.steps_per_epoch = 0  # online_lookahead: count `every` per epoch (0: off)
+  c.meta.meta_train_mode = False  # meta-loss with the model in train mode
   c.meta.clip_norm = 1.0
   c.meta.save_every = 10  # meta-checkpoint period (resume)
   # Meta-test with the paper's snapshot switching (1/3, 2/3, final) instead
@@ -151,6 +168,38 @@ def get_config(variant=None):
       c.meta.estimator = "pes"
       c.meta.es_pairs = 4
       c.meta.lr = 3e-3  # a noisier estimate than backprop's
+  elif variant in ("official", "small_official"):
+    # The authors' protocol (meta_train.py): plain SGD + weight decay 5e-4,
+    # one long run, a look-ahead at minibatch 300 of each epoch on a meta
+    # batch of 128 (train mode), Adam 1e-3 / 1e-4, no clipping. Not theirs:
+    # gamma comes from the first minibatch loss (they evaluate the training
+    # set once before training) and the meta set is a random, not
+    # class-balanced, 1,000 of the training images.
+    c.output_dir = "results/mlrsnet_fmnist_official"
+    c.meta.estimator = "online_lookahead"
+    c.meta.every = 300
+    c.meta.steps_per_epoch = 422  # 54,000 training images / 128
+    c.meta.horizon = 200 * 422
+    c.meta.num_tasks = 1
+    c.meta.meta_batch_size = 128
+    c.meta.meta_train_mode = True
+    c.meta.lr = 1e-3
+    c.meta.clip_norm = 0.0
+    c.meta.snapshots = True
+    c.meta.save_every = 10
+    if variant == "small_official":
+      # CPU scale: 12,800 training images = 100 steps of 128 per epoch, a
+      # look-ahead at the 78th (300 / 383 of the epoch, as theirs), 30
+      # epochs.
+      c.output_dir = "results/mlrsnet_fmnist_small_official"
+      c.task.max_train = 12800
+      c.meta.every = 78
+      c.meta.steps_per_epoch = 100
+      c.meta.horizon = 30 * 100
+      c.test.steps = 3 * 100
+      c.test.lr_grid = (0.05, 0.1, 0.2)
+      c.test.eval_every = 300
+      c.transfer.enabled = False
   elif variant == "debug":
     # For tests: an MLP instead of the CNN (compiles in seconds), 12 steps.
     c.output_dir = "results/mlrsnet_fmnist_debug"

@@ -249,3 +249,61 @@ def test_meta_training_reduces_meta_loss(make_est):
   for _ in range(40):
     state, _ = step(state)
   assert f(state.theta) < 0.5 * before
+
+
+# -- the MLR-SNet authors' protocol: online look-ahead every K steps ----------
+def _toy_lookahead_grad(theta, x):
+  """Hand computation: one virtual step from x, 0.5 |x' - target|^2."""
+  u = _M @ theta["w"] + theta["b"]
+  r = Toy().a * x + u - _TARGET
+  return {"w": _M.T @ r, "b": jnp.sum(r)}, 0.5 * jnp.sum(r ** 2)
+
+
+def test_online_lookahead_against_hand_computation():
+  from lrmeta.meta import OnlineLookahead
+  a, lr = Toy().a, 0.1
+  est = OnlineLookahead(Toy(), horizon=100, every=3)
+  trainer = MetaTrainer([est], optax.sgd(lr), clip_norm=None)  # the authors: no clip
+  state = trainer.init(THETA0, jax.random.key(0))
+  step = jax.jit(trainer.step)
+  theta = THETA0
+  x = jnp.array([0.5, 0.0, -0.5])
+  for real_steps, at in ((2, 2), (3, 5), (3, 8)):
+    for _ in range(real_steps):  # real steps at the current (updated) theta
+      x = a * x + _M @ theta["w"] + theta["b"]
+    g, loss = _toy_lookahead_grad(theta, x)
+    state, m = step(state)
+    assert int(state.estimator_states[0].inner.step[0]) == at
+    assert float(m["real_steps"]) == real_steps
+    np.testing.assert_allclose(m["meta_loss"], loss, rtol=1e-5)
+    theta = jax.tree.map(lambda t, gi: t - lr * gi, theta, g)
+    for got, want in zip(jax.tree.leaves(state.theta), jax.tree.leaves(theta)):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_online_lookahead_counts_within_epochs():
+  """The authors' minibatch index restarts each epoch: with 4 steps per
+  epoch and every=3 the look-ahead falls on each epoch's third step."""
+  from lrmeta.meta import OnlineLookahead
+  est = OnlineLookahead(Toy(), horizon=100, every=3, steps_per_epoch=4)
+  trainer = MetaTrainer([est], optax.sgd(0.0))
+  state = trainer.init(THETA0, jax.random.key(0))
+  at = []
+  for _ in range(3):
+    state, _ = trainer.step(state)
+    at.append(int(state.estimator_states[0].inner.step[0]))
+  assert at == [2, 6, 10]
+
+
+def test_carry_controller_state():
+  from lrmeta.controllers.mlr_snet import MLRSNetState
+  from lrmeta.meta import carry_controller_state
+  def st(v, count):
+    return MLRSNetState(jnp.asarray(count, jnp.int32), jnp.full(3, v),
+                        jnp.full(3, 2 * v), jnp.asarray(0.5), jnp.asarray(v))
+  inner = (optax.EmptyState(), st(1.0, 7))
+  virtual = (optax.EmptyState(), st(3.0, 8))
+  out = carry_controller_state(inner, virtual)[1]
+  np.testing.assert_array_equal(out.h, virtual[1].h)
+  np.testing.assert_array_equal(out.c, virtual[1].c)
+  assert int(out.count) == 7 and float(out.learning_rate) == 1.0

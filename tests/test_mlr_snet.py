@@ -32,7 +32,8 @@ def _const_theta(bias: float, hidden: int = 8):
     (lambda: optax.chain(optax.adam(1.0), mlr_snet(THETA)), None),
     (lambda: mlr_snet_sgd([THETA, _const_theta(0.0)], switch_steps=(2,)),
      None),
-], ids=["mlr_snet_sgd", "adam_chain", "snapshots"])
+    (lambda: mlr_snet_sgd(THETA, semantics="meta_train"), None),
+], ids=["mlr_snet_sgd", "adam_chain", "snapshots", "meta_train_cell"])
 def test_contract(make_tx, inject):
   check_controller_contract(make_tx, inject=inject)
 

@@ -102,7 +102,10 @@ def _mlr_config(cfg) -> dict:
   c = cfg.controller
   return mlr_kind.config(hidden=c.hidden, num_classes=10,
                          gamma=c.gamma or None, momentum=c.momentum,
-                         weight_decay=0.0, trained_on="task family")
+                         weight_decay=0.0, width=c.get("width") or None,
+                         semantics=c.get("semantics", "meta_test"),
+                         init=c.get("init", "torch"),
+                         trained_on="task family")
 
 
 def _hd_config(cfg) -> dict:

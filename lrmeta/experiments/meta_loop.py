@@ -5,8 +5,9 @@ estimator the config names (:func:`lrmeta.meta.make_estimator`) and the
 outer loop, checkpoints every ``meta.save_every`` meta-steps under
 ``<out>/checkpoints/meta`` (a rerun of the same config resumes), logs one
 line per meta-step to ``meta_metrics.jsonl`` and saves theta snapshots at
-1/3 and 2/3 of meta-training (the paper's meta-test protocol switches
-between them).
+1/3 and 2/3 of meta-training, or, for the authors' online look-ahead, after
+the first and half of the meta-steps (their epochs 1 and 100 of 200); the
+paper's meta-test protocol switches between them and the final theta.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import pathlib
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
 from lrmeta import learned
+from lrmeta.controllers.mlr_snet import MLRSNetState
 from lrmeta.learned import mlr_snet as mlr
 from lrmeta.meta import (MetaCheckpointer, MetaTrainer, TaskProblem,
                          default_meta_optimizer, make_estimator, meta_train)
@@ -27,24 +30,46 @@ from lrmeta.tasks import Task
 from lrmeta.train import applied_learning_rate
 
 SNAPSHOT_FRACTIONS = (1 / 3, 2 / 3)  # the paper's meta-test switch points
+# The authors' own meta-training saves the net after every epoch and
+# publishes those of epochs 1, 100 and 200 of 200 (meta_train.py line 162,
+# meta-test/mlr_snet {1,100,200}.pth): snapshots after 1/200 and 1/2 of the
+# meta-steps (one look-ahead per epoch), plus the final theta.
+ONLINE_SNAPSHOT_FRACTIONS = (1 / 200, 1 / 2)
+
+
+def snapshot_fractions(cfg) -> tuple[float, ...]:
+  """Where along meta-training the snapshots are taken."""
+  if cfg.meta.estimator == "online_lookahead":
+    return ONLINE_SNAPSHOT_FRACTIONS
+  return SNAPSHOT_FRACTIONS
 
 
 def controller_config(cfg, task: Task) -> dict:
   """The saved-controller config of the MLR-SNet a config meta-trains."""
   return mlr.config(
       hidden=cfg.controller.hidden, num_classes=task.dataset.num_classes,
+      width=cfg.controller.get("width") or None,
+      semantics=cfg.controller.get("semantics", "meta_test"),
+      init=cfg.controller.get("init", "torch"),
       gamma=cfg.controller.gamma, momentum=cfg.optimizer.momentum,
       weight_decay=cfg.optimizer.weight_decay,
       switch_fractions=SNAPSHOT_FRACTIONS if cfg.meta.snapshots else (),
+      switch_rule="thirds" if cfg.meta.estimator == "online_lookahead"
+      else "fractions",
       trained_on=task.name, meta_estimator=cfg.meta.estimator,
       horizon=int(cfg.meta.horizon))
 
 
 def num_meta_steps(cfg) -> int:
   """Outer updates: one per ``every`` inner steps for the look-ahead (one
-  meta-training run, as in the paper), ``meta.meta_steps`` otherwise."""
+  meta-training run, as in the paper), one per look-ahead point of the run
+  for the online look-ahead, ``meta.meta_steps`` otherwise."""
   if cfg.meta.estimator == "lookahead":
     return cfg.meta.horizon // cfg.meta.every
+  if cfg.meta.estimator == "online_lookahead":
+    spe = cfg.meta.get("steps_per_epoch") or 0
+    return sum(1 for t in range(cfg.meta.horizon)
+               if ((t % spe if spe else t) + 1) % cfg.meta.every == 0)
   return cfg.meta.meta_steps
 
 
@@ -53,7 +78,16 @@ def estimator(cfg, problem: TaskProblem):
   m = cfg.meta
   return make_estimator(m.estimator, problem, horizon=m.horizon,
                         window=m.window, num_tasks=m.num_tasks, every=m.every,
-                        num_pairs=m.es_pairs, sigma=m.es_sigma)
+                        num_pairs=m.es_pairs, sigma=m.es_sigma,
+                        steps_per_epoch=m.get("steps_per_epoch") or None)
+
+
+def controller_gamma(opt_state) -> jax.Array:
+  """The rate bound ``gamma`` an MLR-SNet state in ``opt_state`` holds."""
+  found = [x.gamma for x in jax.tree.leaves(
+      opt_state, is_leaf=lambda x: isinstance(x, MLRSNetState))
+           if isinstance(x, MLRSNetState)]
+  return found[0] if found else jnp.asarray(jnp.nan)
 
 
 def read_trace(path: pathlib.Path) -> list[dict]:
@@ -80,7 +114,8 @@ def meta_train_controller(cfg, task: Task, out: pathlib.Path,
   plain = {**meta_cfg, "switch_fractions": []}
   problem = TaskProblem(
       task, lambda th: mlr.CONTROLLER.optimizer(th, plain, cfg.meta.horizon),
-      meta_batch_size=cfg.meta.meta_batch_size)
+      meta_batch_size=cfg.meta.meta_batch_size,
+      meta_train_mode=bool(cfg.meta.get("meta_train_mode", False)))
   trainer = MetaTrainer([estimator(cfg, problem)],
                         default_meta_optimizer(cfg.meta.lr,
                                                cfg.meta.weight_decay),
@@ -92,13 +127,16 @@ def meta_train_controller(cfg, task: Task, out: pathlib.Path,
   log_path = out / "meta_metrics.jsonl"
   if start == 0 and log_path.exists():
     log_path.unlink()
-  marks = {max(1, int(f * total)): f"s{i}"
-           for i, f in enumerate(SNAPSHOT_FRACTIONS)}
+  fractions = snapshot_fractions(cfg)
+  marks: dict[int, list[str]] = {}
+  for i, f in enumerate(fractions):  # short runs may put two on one step
+    marks.setdefault(max(1, int(f * total)), []).append(f"s{i}")
   snap_dir = out / "checkpoints" / "snapshots"
   bar = tqdm(total=total, initial=min(start, total), disable=quiet,
              desc=f"meta-train ({cfg.meta.estimator})", unit="meta-step",
              dynamic_ncols=True, leave=False)
   inner_lr = jax.jit(jax.vmap(lambda s: applied_learning_rate(s.opt_state)))
+  inner_gamma = jax.jit(jax.vmap(lambda s: controller_gamma(s.opt_state)))
 
   def callback(state, metrics):
     step = int(state.step)
@@ -107,11 +145,12 @@ def meta_train_controller(cfg, task: Task, out: pathlib.Path,
       inner = jax.tree.map(lambda x: x[:, 0], inner)
     row = {"meta_step": step,
            **{k: float(np.asarray(v)) for k, v in metrics.items()},
-           "inner_lr_last": float(np.mean(inner_lr(inner)))}
+           "inner_lr_last": float(np.mean(inner_lr(inner))),
+           "inner_gamma": float(np.mean(inner_gamma(inner)))}
     with open(log_path, "a") as f:
       f.write(json.dumps(row) + "\n")
-    if step in marks:
-      learned.save(str(snap_dir / marks[step]), jax.device_get(state.theta),
+    for name in marks.get(step, []):
+      learned.save(str(snap_dir / name), jax.device_get(state.theta),
                    {**plain, "meta_step": step})
     bar.update(1)
     bar.set_postfix({"meta_loss": f"{row['meta_loss']:.4f}",
@@ -128,6 +167,6 @@ def meta_train_controller(cfg, task: Task, out: pathlib.Path,
   snaps = []
   if cfg.meta.snapshots:
     snaps = [learned.load(str(snap_dir / f"s{i}")).theta
-             for i in range(len(SNAPSHOT_FRACTIONS))] + [theta]
+             for i in range(len(fractions))] + [theta]
   return {"theta0": theta0, "theta": theta, "snapshots": snaps,
           "trace": read_trace(log_path), "seconds": seconds}

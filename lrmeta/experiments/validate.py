@@ -298,6 +298,11 @@ RULES: dict[str, Check] = {
     "test.momentum": MOMENTUM,
     "controller.hidden": COUNT,
     "controller.gamma": NONNEG,               # 0: from the first loss
+    "controller.width": COUNT0,               # 0: hidden // 2
+    "meta.steps_per_epoch": COUNT0,           # 0: count `every` along the run
+    "meta.meta_train_mode": flag,
+    "controller.semantics": one_of(("meta_test", "meta_train")),
+    "controller.init": one_of(("torch", "uniform")),
     "meta.estimator": one_of(_estimators),
     "meta.horizon": COUNT,
     "meta.meta_steps": COUNT,

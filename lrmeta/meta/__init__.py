@@ -4,7 +4,8 @@ factory), the outer loop, and checkpoints."""
 from lrmeta.meta.checkpoint import (MetaCheckpointer, TreeCheckpointer,
                                     load_controller, save_controller)
 from lrmeta.meta.estimators import (PES, AntitheticES, Estimator,
-                                    EstimatorState, TruncatedBackprop,
+                                    EstimatorState, OnlineLookahead,
+                                    TruncatedBackprop, carry_controller_state,
                                     one_step_lookahead, tree_isfinite,
                                     unrolled)
 from lrmeta.meta.factory import ESTIMATORS, make_estimator
@@ -15,8 +16,9 @@ from lrmeta.meta.problem import (InnerProblem, TaskProblem, checkpointed_scan,
 
 __all__ = ["ESTIMATORS", "AntitheticES", "Estimator", "EstimatorState",
            "InnerProblem", "MetaCheckpointer", "MetaState", "MetaTrainer",
-           "PES", "TaskProblem", "TreeCheckpointer", "TruncatedBackprop",
-           "checkpointed_scan", "default_meta_optimizer", "load_controller",
+           "OnlineLookahead", "PES", "TaskProblem", "TreeCheckpointer", "TruncatedBackprop",
+           "carry_controller_state", "checkpointed_scan",
+           "default_meta_optimizer", "load_controller",
            "make_estimator", "meta_train", "one_step_lookahead",
            "remat_block_size", "save_controller", "tree_isfinite",
            "unrolled"]

@@ -20,17 +20,18 @@ an experiment's ``meta.estimator``) to the estimators of
 from __future__ import annotations
 
 from lrmeta.meta.estimators import (PES, AntitheticES, Estimator,
-                                    TruncatedBackprop, one_step_lookahead,
-                                    unrolled)
+                                    OnlineLookahead, TruncatedBackprop,
+                                    one_step_lookahead, unrolled)
 from lrmeta.meta.problem import InnerProblem
 
-ESTIMATORS = ("truncated", "unrolled", "lookahead", "es", "pes")
+ESTIMATORS = ("truncated", "unrolled", "lookahead", "online_lookahead", "es",
+              "pes")
 
 
 def make_estimator(name: str, problem: InnerProblem, *, horizon: int,
                    window: int | None = None, num_tasks: int = 1,
-                   every: int = 1, num_pairs: int = 8, sigma: float = 0.01
-                   ) -> Estimator:
+                   every: int = 1, num_pairs: int = 8, sigma: float = 0.01,
+                   steps_per_epoch: int | None = None) -> Estimator:
   """The estimator called ``name`` on ``problem``.
 
   Args:
@@ -41,10 +42,12 @@ def make_estimator(name: str, problem: InnerProblem, *, horizon: int,
       (``None``: ``horizon``, whole runs); ``"unrolled"`` and
       ``"lookahead"`` ignore it.
     num_tasks: inner runs in the vmapped population.
-    every: inner steps per meta-update of ``"lookahead"`` (ignored by the
-      others).
+    every: inner steps per meta-update of ``"lookahead"`` and
+      ``"online_lookahead"`` (ignored by the others).
     num_pairs: antithetic pairs of ``"es"`` and ``"pes"``.
     sigma: perturbation scale of ``"es"`` and ``"pes"``.
+    steps_per_epoch: ``"online_lookahead"`` counts ``every`` within epochs
+      of this many steps (the authors' code; ``None``: along the run).
 
   Returns:
     An :class:`~lrmeta.meta.estimators.Estimator`.
@@ -60,6 +63,9 @@ def make_estimator(name: str, problem: InnerProblem, *, horizon: int,
   if name == "lookahead":
     return one_step_lookahead(problem, horizon, every=every,
                               num_tasks=num_tasks)
+  if name == "online_lookahead":
+    return OnlineLookahead(problem, horizon=horizon, num_tasks=num_tasks,
+                           every=every, steps_per_epoch=steps_per_epoch)
   if name == "es":
     return AntitheticES(problem, horizon=horizon, window=window,
                         num_tasks=num_tasks, num_pairs=num_pairs, sigma=sigma)

@@ -114,6 +114,10 @@ class TaskProblem:
     signals: extra arguments handed to the optimizer at each step.
     remat_block: steps per rematerialised block (``None``: ~sqrt of the
       unroll length; ``0``: no rematerialisation).
+    meta_train_mode: score the meta-loss with the model in training mode
+      (batch statistics), as the MLR-SNet authors' meta-training does
+      (``meta_train.py`` line 93: ``meta_model.train()``); ``False``: eval
+      mode.
   """
 
   task: Task
@@ -121,6 +125,7 @@ class TaskProblem:
   meta_batch_size: int | None = None
   signals: SignalsFn = loss_signal
   remat_block: int | None = None
+  meta_train_mode: bool = False
 
   def init(self, theta: Theta, key: jax.Array) -> TrainState:
     return init_state(self.task, self.make_optimizer(theta), key)
@@ -143,7 +148,7 @@ class TaskProblem:
     key = jax.random.fold_in(jax.random.fold_in(inner.key, inner.step), 2)
     batch = self.task.val_batch(key, self.meta_batch_size)
     return self.task.loss(inner.params, inner.model_state, batch,
-                          train=False)[0]
+                          train=self.meta_train_mode)[0]
 
   def step_of(self, inner: TrainState) -> jax.Array:
     return inner.step

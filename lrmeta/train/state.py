@@ -135,6 +135,46 @@ def with_validation_loss(every: int, batch_size: int | None = None
   return signals
 
 
+def with_split_loss(at_steps, split: str = "train",
+                    max_examples: int | None = None,
+                    signals: SignalsFn = loss_signal) -> SignalsFn:
+  """Adds ``gamma_loss=``: the eval-mode loss over a whole split.
+
+  At the steps in ``at_steps`` (before that step's update) the loss over
+  ``split`` (or its first ``max_examples`` examples) is computed in eval mode
+  (:meth:`lrmeta.tasks.Task.evaluate`); on other steps ``gamma_loss`` is NaN.
+  This is how the MLR-SNet paper's meta-test code sets the rate bound
+  (``meta-test/meta_test.py`` lines 49-52, 74-75 and 86-87):
+  ``mlr_snet(..., gamma_from="split")`` reads it at step 0 and at each
+  snapshot switch.
+
+  Under ``vmap`` over runs the step counter is batched and ``lax.cond``
+  becomes a select, so the split is evaluated at every step: keep
+  ``max_examples`` small there, or run unbatched.
+
+  Args:
+    at_steps: the steps at which to evaluate (static ints).
+    split: ``"train"`` (the paper's), ``"val"`` or ``"test"``.
+    max_examples: the number of examples of ``split`` to use (``None``:
+      all).
+    signals: the signals to extend (default ``value=`` the minibatch loss).
+  """
+  steps = tuple(int(s) for s in at_steps)
+  if not steps:
+    raise ValueError("with_split_loss: at_steps is empty")
+
+  def out(task, state, batch, loss, logits):
+    extra = dict(signals(task, state, batch, loss, logits))
+    def compute(_):
+      return task.evaluate(state.params, state.model_state, split,
+                           max_examples)["loss"].astype(jnp.float32)
+    hit = jnp.any(state.step == jnp.asarray(steps, jnp.int32))
+    extra["gamma_loss"] = jax.lax.cond(
+        hit, compute, lambda _: jnp.asarray(jnp.nan, jnp.float32), None)
+    return extra
+  return out
+
+
 _RATE, _SCALE = "rate", "scale"
 _INJECT_STATES = (optax.InjectHyperparamsState,
                   optax.InjectStatefulHyperparamsState)
