@@ -435,7 +435,8 @@ def torch_mlr_snet(theta):
     def forward(self, loss):
       gates = self.i2h(loss.reshape(1)) + self.h2h(self.h)
       i, f, o, g = gates.split(self.hidden)
-      self.c = torch.sigmoid(f - 1.0) * self.c + torch.sigmoid(i) * torch.tanh(g)
+      self.c = (torch.sigmoid(f - 1.0) * self.c
+                + torch.sigmoid(i) * torch.tanh(g))
       self.h = torch.sigmoid(o) * torch.tanh(self.c)
       return torch.sigmoid(self.out(self.h))[0]
 
@@ -638,6 +639,8 @@ def set_threads(threads: int | None) -> int:
 
 
 def load_data(cfg: Config, rows) -> Data:
+  """Loads once the datasets the chosen rows need (``None`` for the rest);
+  CIFAR-10 without augmentation, as both sides sample it."""
   from lrmeta.data import load_dataset
   from lrmeta.tasks.family import pooled_dataset
   need = lambda word: any(word in r for r in rows)

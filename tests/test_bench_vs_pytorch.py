@@ -15,7 +15,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch not installed "
                             "(pip install -e '.[bench]')")
 
-from lrmeta.controllers import hd_adam, hd_sgd, init_mlr_snet_params  # noqa: E402
+from lrmeta.controllers import (hd_adam, hd_sgd,  # noqa: E402
+                                init_mlr_snet_params)
 from lrmeta.controllers.mlr_snet import mlr_snet_cell  # noqa: E402
 from lrmeta.tasks import make_task  # noqa: E402
 from lrmeta.train.state import init_state, train_step  # noqa: E402
