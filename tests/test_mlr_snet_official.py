@@ -166,12 +166,18 @@ def test_config_records_width_and_semantics(tmp_path):
   back = learned.load(str(tmp_path / "c"))
   assert back.config["width"] == 3
   assert back.config["semantics"] == "meta_train"
-  losses = np.array([2.0, 1.5, 1.0], np.float32)
-  got = _rates(back.frozen(3).optimizer, losses)
-  h = c = np.zeros(8)
-  g = float(compute_gamma(2.0, 10))
+  _assert_meta_train_rates(back, th, hidden=8, losses=[2.0, 1.5, 1.0])
+
+
+def _assert_meta_train_rates(saved, theta, hidden, losses):
+  """The saved controller's rates are gamma times the meta_train cell's
+  output, written out in numpy, on ``losses`` (gamma from the first)."""
+  losses = np.asarray(losses, np.float32)
+  got = _rates(saved.frozen(len(losses)).optimizer, losses)
+  h = c = np.zeros(hidden)
+  g = float(compute_gamma(float(losses[0]), 10))
   for t, loss in enumerate(losses):
-    h, c, out = _numpy_cell(th, loss, h, c, "meta_train")
+    h, c, out = _numpy_cell(theta, loss, h, c, "meta_train")
     np.testing.assert_allclose(got[t], g * out, rtol=1e-5)
 
 
@@ -187,13 +193,7 @@ def test_old_checkpoint_loads(tmp_path):
   saved = learned.load(str(tmp_path / "old"))
   init = saved.controller.init(jax.random.key(0), saved.config)
   assert jax.tree.map(jnp.shape, init) == jax.tree.map(jnp.shape, old)
-  losses = np.array([2.3, 1.0, 0.5], np.float32)
-  got = _rates(saved.frozen(3).optimizer, losses)
-  h = c = np.zeros(6)
-  g = float(compute_gamma(2.3, 10))
-  for t, loss in enumerate(losses):
-    h, c, out = _numpy_cell(old, loss, h, c, "meta_train")
-    np.testing.assert_allclose(got[t], g * out, rtol=1e-5)
+  _assert_meta_train_rates(saved, old, hidden=6, losses=[2.3, 1.0, 0.5])
 
 
 def test_gamma_over_a_split(fmnist_task):
