@@ -108,7 +108,7 @@ def _family(args) -> fam.Family:
   try:
     locate("cifar10")
   except DataNotFoundError as e:
-    print(f"CIFAR-10 JPEG copy not found, sampling Fashion-MNIST only: {e}")
+    print(f"CIFAR-10 not found, sampling Fashion-MNIST only: {e}")
     family = dataclasses.replace(family, sources=tuple(
         s for s in family.sources if s[0] != "cifar10"))
   if args.steps is not None:

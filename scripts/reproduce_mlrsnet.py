@@ -26,6 +26,7 @@ import pathlib
 
 import numpy as np
 
+from lrmeta.data import data_source
 from lrmeta.experiments import meta_job
 from lrmeta.experiments.config import load_config
 from lrmeta.meta import ESTIMATORS
@@ -101,7 +102,8 @@ def paper_table(cfg, summary: dict) -> str:
             f"{summary['heldout_val_loss_learned']:.4f}."]
   if "transfer" in rows:
     t = cfg.transfer
-    lines += ["", f"**Transfer, frozen (ours)**: CIFAR-10 (JPEG copy) / "
+    lines += ["", f"**Transfer, frozen (ours)**: "
+              f"{data_source(t.task.dataset, t.task.data_dir or None).label} / "
               f"{t.task.model}, {t.steps} steps of batch {t.task.batch_size} "
               f"on {t.task.max_train or 'all'} training images (< 1 epoch; "
               "the paper trains for hundreds of epochs on the original "

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import pathlib
 
+from lrmeta.data import DataNotFoundError, data_source
 from lrmeta.experiments import paper_tables, rl_loop
 
 CONFIG = pathlib.Path(__file__).parents[1] / "configs" / "rl_fmnist.py"
@@ -111,6 +112,10 @@ def family_table(cfg, summary: dict) -> str:
             "es": "whole-run ES on the same actor"}
   cols = ("heldout_vs_family_cosine", "heldout_vs_instance_cosine",
           "transfer_cnn_vs_cosine", "transfer_cifar_vs_cosine")
+  try:
+    cifar = data_source(cfg.transfer.cifar.dataset).label
+  except DataNotFoundError:  # the run had no CIFAR-10 transfer
+    cifar = "CIFAR-10"
   lines = [
       "# Xu et al. 2019 over the task family: RL LR policies vs tuned "
       "cosine", "",
@@ -123,13 +128,13 @@ def family_table(cfg, summary: dict) -> str:
       "base rate tuned per family or per instance. Transfer: small CNN on "
       f"Fashion-MNIST ({cfg.transfer.cnn.steps} steps of batch "
       f"{cfg.transfer.cnn.batch_size}, {len(cfg.transfer.cnn.test_seeds)} "
-      f"seeds) and {cfg.transfer.cifar.model} on the CIFAR-10 JPEG copy "
+      f"seeds) and {cfg.transfer.cifar.model} on {cifar} "
       f"({cfg.transfer.cifar.steps} steps of batch "
       f"{cfg.transfer.cifar.batch_size}, "
       f"{len(cfg.transfer.cifar.test_seeds)} seeds), rates tuned on "
       "validation.", "",
       "| trainer | episodes | held-out vs family-tuned cosine | held-out vs "
-      "per-instance cosine | CNN transfer vs cosine | CIFAR-10 (JPEG) "
+      f"per-instance cosine | CNN transfer vs cosine | {cifar} "
       "transfer vs cosine |", "|---|---|---|---|---|---|"]
   for algo, t in summary["trainers"].items():
     lines.append(f"| {labels.get(algo, algo)} | {t['episodes']} | "
