@@ -9,8 +9,8 @@ import optax
 import pytest
 
 from lrmeta.meta import (ESTIMATORS, PES, AntitheticES, Estimator,
-                         EstimatorState, MetaTrainer, TruncatedBackprop,
-                         make_estimator)
+                         EstimatorState, MetaTrainer, OnlineLookahead,
+                         TruncatedBackprop, make_estimator)
 from test_meta_estimators import THETA0, Toy
 
 PROBLEM = Toy()
@@ -25,6 +25,8 @@ EXPECTED = {
                                   num_tasks=5),
     "lookahead": TruncatedBackprop(PROBLEM, horizon=12, window=1, skip=3,
                                    num_tasks=5),
+    "online_lookahead": OnlineLookahead(PROBLEM, horizon=12, num_tasks=5,
+                                        every=4),
     "es": AntitheticES(PROBLEM, horizon=12, window=3, num_tasks=5,
                        num_pairs=6, sigma=0.2),
     "pes": PES(PROBLEM, horizon=12, window=3, num_tasks=5, num_pairs=6,
@@ -53,6 +55,8 @@ def test_factory_builds_the_named_estimator(name):
     assert (est.window, est.skip, est.name) == (12, 0, "unrolled")
   if name == "lookahead":
     assert (est.window, est.skip, est.steps_per_call) == (1, 3, 4)
+  if name == "online_lookahead":
+    assert (est.every, est.steps_per_epoch, est.steps_per_call) == (4, None, 1)
 
 
 @pytest.mark.parametrize("name,cls", [("es", AntitheticES), ("pes", PES),
