@@ -3,10 +3,11 @@
 :class:`OnlineLookahead` is the meta-gradient estimator of the MLR-SNet
 authors' protocol (``meta-train/image-classification/meta_train.py``): one
 long run per member, a first-order look-ahead every ``every`` minibatches,
-and the real step taken after ``theta`` is updated. :func:`carry_controller_state`
-hands the LSTM state of the virtual step on to the real one, as their code
-does. The estimator satisfies the :class:`~lrmeta.meta.estimators.Estimator`
-protocol; :mod:`lrmeta.meta.estimators` lists it with the others.
+and the real step taken after ``theta`` is updated.
+:func:`carry_controller_state` hands the LSTM state of the virtual step on
+to the real one, as their code does. The estimator satisfies the
+:class:`~lrmeta.meta.estimators.Estimator` protocol;
+:mod:`lrmeta.meta.estimators` lists it with the others.
 
 References:
   Shu et al., "MLR-SNet", TPAMI 2022 (one-step lookahead meta-update).
