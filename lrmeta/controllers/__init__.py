@@ -10,6 +10,8 @@
   budget plus a small bounded MLP of scale-free loss features.
 - ``rl_policy``: a frozen RL actor setting the rate (Xu, Dai et al. 2019;
   Xu, Qin et al. 2017).
+- ``rl_features``: the configuration, feature tracking and observations the
+  RL policy shares with its training environment.
 - ``rates``: the rate bounds and guard HD and the self-adaptive rule share.
 - ``checks``: the static argument checks every factory runs.
 
