@@ -402,16 +402,22 @@ def torch_hd(params, *, lr: float, hyper_lr: float, adam: bool = False,
   return HD(params)
 
 
-def torch_mlr_snet(theta):
+def torch_mlr_snet(theta, semantics: str = "meta_test"):
   """The MLR-SNet LSTM of :func:`lrmeta.controllers.mlr_snet_cell` in
   PyTorch, holding ``theta``: called on a loss, returns ``sigmoid`` output
   in (0, 1) and carries ``(h, c)``.
+
+  The gate-MLP width is read from ``theta``; ``semantics`` is the cell's
+  (``"meta_test"``, lrmeta's default: gates in, forget, transform, out;
+  ``"meta_train"``: in, forget, out, transform with ``sigmoid(f - 1)``).
 
   References:
     Shu et al., TPAMI 2022 (arXiv:2007.14546).
   """
   import torch
   import torch.nn as nn
+  if semantics not in ("meta_test", "meta_train"):
+    raise ValueError(f"unknown semantics {semantics!r}")
 
   def mlp(p):
     a, b = nn.Linear(*np.shape(p["w1"])), nn.Linear(*np.shape(p["w2"]))
@@ -434,9 +440,13 @@ def torch_mlr_snet(theta):
 
     def forward(self, loss):
       gates = self.i2h(loss.reshape(1)) + self.h2h(self.h)
-      i, f, o, g = gates.split(self.hidden)
-      self.c = (torch.sigmoid(f - 1.0) * self.c
-                + torch.sigmoid(i) * torch.tanh(g))
+      if semantics == "meta_test":
+        i, f, g, o = gates.split(self.hidden)
+        forget = torch.sigmoid(f)
+      else:
+        i, f, o, g = gates.split(self.hidden)
+        forget = torch.sigmoid(f - 1.0)
+      self.c = forget * self.c + torch.sigmoid(i) * torch.tanh(g)
       self.h = torch.sigmoid(o) * torch.tanh(self.c)
       return torch.sigmoid(self.out(self.h))[0]
 
@@ -578,7 +588,7 @@ def row_mlr_snet_small_cnn(cfg: Config, data: Data) -> Row:
     return set_rate
 
   return _cnn_row(
-      cfg, data, lambda: mlr_snet_sgd(theta),
+      cfg, data, lambda: mlr_snet_sgd(theta, momentum=0.9),
       lambda ps: torch.optim.SGD(ps, lr=0.0, momentum=0.9,
                                  weight_decay=5e-4),
       before_step_of)

@@ -60,12 +60,16 @@ def test_torch_hd_takes_lrmetas_steps(bench, mlp_task, adam):
                              atol=1e-5)
 
 
-def test_torch_mlr_snet_cell_matches(bench):
+@pytest.mark.parametrize("semantics", [None, "meta_train"])
+def test_torch_mlr_snet_cell_matches(bench, semantics):
+  """The PyTorch cell is lrmeta's, at the default width and semantics (and
+  under the authors' meta-train cell)."""
   theta = init_mlr_snet_params(jax.random.key(3))
-  cell = bench.torch_mlr_snet(theta)
+  kw = {} if semantics is None else {"semantics": semantics}
+  cell = bench.torch_mlr_snet(theta, **kw)
   h = c = jax.numpy.zeros(50)
   for loss in (2.3, 1.7, 0.9):
-    h, c, out = mlr_snet_cell(theta, loss, h, c)
+    h, c, out = mlr_snet_cell(theta, loss, h, c, **kw)
     with torch.no_grad():
       t_out = cell(torch.tensor(loss))
     assert float(t_out) == pytest.approx(float(out), abs=1e-6)
