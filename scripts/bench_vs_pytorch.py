@@ -525,7 +525,7 @@ class TorchMLRSNetMetaTrain:
     meta_loss.backward()
     self.meta_opt.step()
     self.cell.h, self.cell.c = self.cell.h.detach(), self.cell.c.detach()
-    return float(meta_loss)
+    return float(meta_loss.detach())
 
   def step(self, xb, yb, meta=None) -> float:
     """One inner step (after the look-ahead when ``meta`` is given);
