@@ -28,7 +28,20 @@ PyTorch's, medians of alternating timed blocks after a warm-up):
 * ``mlr_snet_small_cnn``: MLR-SNet meta-test, SGD with momentum 0.9 and
   weight decay 5e-4 whose rate an LSTM computes from the loss at every step
   (the LSTM called eagerly per step in PyTorch, as in the paper's meta-test
-  loop; ``mlr_snet_sgd`` scanned in lrmeta).
+  loop; ``mlr_snet_sgd`` scanned in lrmeta);
+* ``mlr_snet_meta_train_small_cnn``: MLR-SNet meta-training by the authors'
+  protocol on the same CNN: plain SGD (momentum 0, weight decay 5e-4) at the
+  LSTM's rate every step and, every ``Config.every`` steps (10; 2 in
+  ``--reduced``), a first-order one-step look-ahead: a virtual SGD step on
+  that step's minibatch, the loss of the virtual weights on a meta batch of
+  128 (the validation split), its gradient with respect to the LSTM through
+  the rate alone, Adam (1e-3, L2 1e-4, no clipping) on the LSTM, then the
+  real step with the updated LSTM. lrmeta: ``OnlineLookahead`` under
+  ``MetaTrainer.step`` (``jit``), one call advancing to the next look-ahead
+  point as the meta-train job drives it; PyTorch: the protocol written
+  eagerly here (``torch.func.functional_call`` for the virtual step). Steps
+  per second count real (inner) steps; each timed block holds
+  ``steps // every`` look-aheads on both sides.
 
 Threads: ``--threads N`` restricts the process to N CPUs (affinity, which
 sizes XLA's intra-op thread pool) and sets ``torch.set_num_threads(N)``; the
@@ -81,6 +94,9 @@ class Config(NamedTuple):
     max_train: training images kept in memory.
     family_steps: steps of one family MLP run.
     population: runs in the population row.
+    every: look-ahead period of the MLR-SNet meta-training row, in inner
+      steps (``steps`` must be a multiple: each block holds
+      ``steps // every`` look-aheads).
   """
 
   steps: int = 20
@@ -89,11 +105,12 @@ class Config(NamedTuple):
   max_train: int = 20_000
   family_steps: int = 200
   population: int = 64
+  every: int = 10
 
 
 FULL = Config()
 REDUCED = Config(steps=2, blocks=2, pop_blocks=1, max_train=2_000,
-                 family_steps=10, population=4)
+                 family_steps=10, population=4, every=2)
 
 
 # -- one side of a row ---------------------------------------------------------
@@ -402,16 +419,22 @@ def torch_hd(params, *, lr: float, hyper_lr: float, adam: bool = False,
   return HD(params)
 
 
-def torch_mlr_snet(theta):
+def torch_mlr_snet(theta, semantics: str = "meta_test"):
   """The MLR-SNet LSTM of :func:`lrmeta.controllers.mlr_snet_cell` in
   PyTorch, holding ``theta``: called on a loss, returns ``sigmoid`` output
   in (0, 1) and carries ``(h, c)``.
+
+  The gate-MLP width is read from ``theta``; ``semantics`` is the cell's
+  (``"meta_test"``, lrmeta's default: gates in, forget, transform, out;
+  ``"meta_train"``: in, forget, out, transform with ``sigmoid(f - 1)``).
 
   References:
     Shu et al., TPAMI 2022 (arXiv:2007.14546).
   """
   import torch
   import torch.nn as nn
+  if semantics not in ("meta_test", "meta_train"):
+    raise ValueError(f"unknown semantics {semantics!r}")
 
   def mlp(p):
     a, b = nn.Linear(*np.shape(p["w1"])), nn.Linear(*np.shape(p["w2"]))
@@ -434,13 +457,92 @@ def torch_mlr_snet(theta):
 
     def forward(self, loss):
       gates = self.i2h(loss.reshape(1)) + self.h2h(self.h)
-      i, f, o, g = gates.split(self.hidden)
-      self.c = (torch.sigmoid(f - 1.0) * self.c
-                + torch.sigmoid(i) * torch.tanh(g))
+      if semantics == "meta_test":
+        i, f, g, o = gates.split(self.hidden)
+        forget = torch.sigmoid(f)
+      else:
+        i, f, o, g = gates.split(self.hidden)
+        forget = torch.sigmoid(f - 1.0)
+      self.c = forget * self.c + torch.sigmoid(i) * torch.tanh(g)
       self.h = torch.sigmoid(o) * torch.tanh(self.c)
       return torch.sigmoid(self.out(self.h))[0]
 
   return Cell()
+
+
+class TorchMLRSNetMetaTrain:
+  """MLR-SNet meta-training (the authors' protocol) written for PyTorch.
+
+  ``step(xb, yb, meta)`` is one inner step on the minibatch ``(xb, yb)``;
+  with a meta batch ``meta = (xm, ym)`` it first takes the look-ahead: a
+  virtual SGD step on the same minibatch (gradient and weight decay at the
+  current weights, rate ``gamma * cell(loss)``) written functionally, the
+  meta-loss of the virtual weights on the meta batch, its gradient with
+  respect to the LSTM weights through the rate alone (first order: the
+  minibatch gradient is a constant), and one Adam step (``meta_lr``, L2
+  ``meta_weight_decay``) on the LSTM. The LSTM keeps the state the virtual
+  step left, and the real step calls it again on the same loss with the
+  updated weights. ``gamma`` comes from the first loss (``num_classes``).
+
+  References:
+    Shu et al., TPAMI 2022 (arXiv:2007.14546), the meta-training algorithm.
+  """
+
+  def __init__(self, model, cell, *, weight_decay: float = 5e-4,
+               meta_lr: float = 1e-3, meta_weight_decay: float = 1e-4,
+               num_classes: int = 10):
+    import torch
+    self.model, self.cell, self.wd = model, cell, weight_decay
+    self.num_classes = num_classes
+    self.opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.0,
+                               weight_decay=weight_decay)
+    self.meta_opt = torch.optim.Adam(cell.parameters(), lr=meta_lr,
+                                     weight_decay=meta_weight_decay)
+    self.gamma = None
+    self.lr = None  # the rate of the last real step
+
+  def _gamma(self, loss) -> float:
+    if self.gamma is None:
+      from lrmeta.controllers import compute_gamma
+      self.gamma = float(compute_gamma(float(loss.detach()),
+                                       self.num_classes))
+    return self.gamma
+
+  def lookahead(self, xb, yb, xm, ym) -> float:
+    """The virtual step and the LSTM's Adam step; returns the meta-loss."""
+    import torch
+    import torch.nn.functional as F
+    from torch.func import functional_call
+    params = dict(self.model.named_parameters())
+    loss = F.cross_entropy(self.model(xb), yb)
+    grads = torch.autograd.grad(loss, list(params.values()))
+    lr = self._gamma(loss) * self.cell(loss.detach())
+    virtual = {n: p.detach() - lr * (g + self.wd * p.detach())
+               for (n, p), g in zip(params.items(), grads)}
+    meta_loss = F.cross_entropy(functional_call(self.model, virtual, (xm,)),
+                                ym)
+    self.meta_opt.zero_grad(set_to_none=True)
+    meta_loss.backward()
+    self.meta_opt.step()
+    self.cell.h, self.cell.c = self.cell.h.detach(), self.cell.c.detach()
+    return float(meta_loss.detach())
+
+  def step(self, xb, yb, meta=None) -> float:
+    """One inner step (after the look-ahead when ``meta`` is given);
+    returns the minibatch loss."""
+    import torch
+    import torch.nn.functional as F
+    if meta is not None:
+      self.lookahead(xb, yb, *meta)
+    self.opt.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(self.model(xb), yb)
+    loss.backward()
+    with torch.no_grad():
+      self.lr = self._gamma(loss) * float(self.cell(loss.detach()))
+    for group in self.opt.param_groups:
+      group["lr"] = self.lr
+    self.opt.step()
+    return float(loss.detach())
 
 
 # -- rows: each builds its two sides -------------------------------------------
@@ -578,10 +680,89 @@ def row_mlr_snet_small_cnn(cfg: Config, data: Data) -> Row:
     return set_rate
 
   return _cnn_row(
-      cfg, data, lambda: mlr_snet_sgd(theta),
+      cfg, data, lambda: mlr_snet_sgd(theta, momentum=0.9),
       lambda ps: torch.optim.SGD(ps, lr=0.0, momentum=0.9,
                                  weight_decay=5e-4),
       before_step_of)
+
+
+def row_mlr_snet_meta_train_small_cnn(cfg: Config, data: Data) -> Row:
+  """Meta-training of MLR-SNet with the authors' first-order look-ahead
+  every ``cfg.every`` steps (see the module docstring); both sides start
+  from the same CNN and LSTM weights, ``gamma`` from the first loss."""
+  import jax
+  import torch
+  import torch.nn.functional as F
+  from lrmeta.controllers import init_mlr_snet_params, mlr_snet_sgd
+  from lrmeta.meta import (MetaTrainer, OnlineLookahead, TaskProblem,
+                           default_meta_optimizer)
+  every, wd, meta_batch = cfg.every, 5e-4, 128
+  if cfg.steps % every:
+    raise ValueError(f"steps {cfg.steps} is not a multiple of every {every}")
+  task = _cnn_task(data, 128)
+  theta = init_mlr_snet_params(jax.random.key(1))
+
+  # lrmeta: the meta-train job's objects (configs/mlrsnet_fmnist.py
+  # "official": momentum 0, meta batch 128 in train mode, no clipping).
+  problem = TaskProblem(
+      task, lambda th: mlr_snet_sgd(th, momentum=0.0, weight_decay=wd),
+      meta_batch_size=meta_batch, meta_train_mode=True)
+  trainer = MetaTrainer(
+      [OnlineLookahead(problem, horizon=2 ** 30, every=every)],
+      default_meta_optimizer(1e-3, 1e-4), clip_norm=None)
+  meta_step = jax.jit(trainer.step)
+  ms0 = trainer.init(theta, jax.random.key(0))
+  s0 = jax.tree.map(lambda a: a[0], ms0.estimator_states[0].inner)
+  batch = task.train_batch(jax.random.fold_in(s0.key, s0.step))
+  l_first = float(jax.jit(lambda s, b: task.loss(s.params, s.model_state, b)
+                          [0])(s0, batch))
+  ms, _ = meta_step(ms0)  # compiles; steps 0 .. every - 2, first look-ahead
+  ms, m = meta_step(ms)
+  jax.block_until_ready(ms)
+  if float(m["real_steps"]) != every:
+    raise RuntimeError(f"one call took {float(m['real_steps'])} real steps, "
+                       f"not {every}")
+  box = [ms]
+  calls = cfg.steps // every
+
+  def l_block():
+    for _ in range(calls):
+      box[0] = meta_step(box[0])[0]
+    jax.block_until_ready(box[0])
+
+  # PyTorch: the same protocol, eager.
+  model = torch_small_cnn(s0.params, 1, 28)
+  cell = torch_mlr_snet(theta)
+  x, y = _torch_data(task, cfg.max_train)
+  ds = task.dataset
+  vx = torch.from_numpy(np.array(np.asarray(ds.normalize(ds.val_x))
+                                 .transpose(0, 3, 1, 2)))
+  vy = torch.from_numpy(np.array(ds.val_y, np.int64))
+  learner = TorchMLRSNetMetaTrain(model, cell, weight_decay=wd)
+  gen = torch.Generator().manual_seed(0)
+  xb, yb = _first_batch(task, s0)
+  with torch.no_grad():
+    t_first = float(F.cross_entropy(
+        model(torch.from_numpy(np.array(xb.transpose(0, 3, 1, 2)))),
+        torch.from_numpy(np.array(yb, np.int64))))
+  count = [0]
+
+  def t_step():
+    idx = torch.randint(x.shape[0], (128,), generator=gen)
+    meta = None
+    if (count[0] + 1) % every == 0:
+      m_idx = torch.randint(vx.shape[0], (meta_batch,), generator=gen)
+      meta = (vx[m_idx], vy[m_idx])
+    count[0] += 1
+    learner.step(x[idx], y[idx], meta)
+
+  def t_block():
+    for _ in range(cfg.steps):
+      t_step()
+
+  t_block()  # warm-up
+  return Row(Side(l_block, cfg.steps, l_first),
+             Side(t_block, cfg.steps, t_first))
 
 
 ROWS: dict[str, Callable[[Config, Data], Row]] = {
@@ -592,6 +773,7 @@ ROWS: dict[str, Callable[[Config, Data], Row]] = {
     "hd_sgd_small_cnn": row_hd_sgd_small_cnn,
     "hd_adam_small_cnn": row_hd_adam_small_cnn,
     "mlr_snet_small_cnn": row_mlr_snet_small_cnn,
+    "mlr_snet_meta_train_small_cnn": row_mlr_snet_meta_train_small_cnn,
 }
 
 
@@ -689,7 +871,7 @@ def main(argv=None):
   t0 = time.perf_counter()
   data = load_data(cfg, rows)
   results = {}
-  print(f"{'row':<28}{'lrmeta/s':>10}{'torch/s':>10}{'ratio':>8}"
+  print(f"{'row':<31}{'lrmeta/s':>10}{'torch/s':>10}{'ratio':>8}"
         f"{'cores l/t':>11}{'first loss l / t':>22}", flush=True)
   for name in rows:
     row = ROWS[name](cfg, data)
@@ -698,7 +880,7 @@ def main(argv=None):
     r["first_loss"] = [row.lrmeta.first_loss, row.torch.first_loss]
     results[name] = r
     ratio = r["lrmeta"]["steps_per_s"] / r["torch"]["steps_per_s"]
-    print(f"{name:<28}{r['lrmeta']['steps_per_s']:>10.1f}"
+    print(f"{name:<31}{r['lrmeta']['steps_per_s']:>10.1f}"
           f"{r['torch']['steps_per_s']:>10.1f}{ratio:>8.3f}"
           f"{r['lrmeta']['cores_busy']:>6.2f}/{r['torch']['cores_busy']:.2f}"
           f"{r['first_loss'][0]:>12.6f} / {r['first_loss'][1]:.6f}",

@@ -60,16 +60,71 @@ def test_torch_hd_takes_lrmetas_steps(bench, mlp_task, adam):
                              atol=1e-5)
 
 
-def test_torch_mlr_snet_cell_matches(bench):
+@pytest.mark.parametrize("semantics", [None, "meta_train"])
+def test_torch_mlr_snet_cell_matches(bench, semantics):
+  """The PyTorch cell is lrmeta's, at the default width and semantics (and
+  under the authors' meta-train cell)."""
   theta = init_mlr_snet_params(jax.random.key(3))
-  cell = bench.torch_mlr_snet(theta)
+  kw = {} if semantics is None else {"semantics": semantics}
+  cell = bench.torch_mlr_snet(theta, **kw)
   h = c = jax.numpy.zeros(50)
   for loss in (2.3, 1.7, 0.9):
-    h, c, out = mlr_snet_cell(theta, loss, h, c)
+    h, c, out = mlr_snet_cell(theta, loss, h, c, **kw)
     with torch.no_grad():
       t_out = cell(torch.tensor(loss))
     assert float(t_out) == pytest.approx(float(out), abs=1e-6)
   np.testing.assert_allclose(cell.h.numpy(), h, atol=1e-6)
+
+
+def test_torch_mlr_snet_meta_train_takes_lrmetas_steps(bench, mlp_task):
+  """Same weights, same minibatches and meta batches: after two calls of
+  lrmeta's ``OnlineLookahead`` (look-ahead every 2 steps; three real steps,
+  two look-aheads) the PyTorch protocol holds lrmeta's LSTM and network
+  weights, and the LSTM has moved from its start."""
+  from lrmeta.controllers import mlr_snet_sgd
+  from lrmeta.meta import (MetaTrainer, OnlineLookahead, TaskProblem,
+                           default_meta_optimizer)
+  theta = init_mlr_snet_params(jax.random.key(1))
+  problem = TaskProblem(
+      mlp_task, lambda th: mlr_snet_sgd(th, momentum=0.0, weight_decay=5e-4),
+      meta_batch_size=16, meta_train_mode=True)
+  trainer = MetaTrainer([OnlineLookahead(problem, horizon=100, every=2)],
+                        default_meta_optimizer(1e-3, 1e-4), clip_norm=None)
+  ms = trainer.init(theta, jax.random.key(0))
+  s0 = jax.tree.map(lambda a: a[0], ms.estimator_states[0].inner)
+  step = jax.jit(trainer.step)
+  for _ in range(2):
+    ms, _ = step(ms)
+  inner = jax.tree.map(lambda a: a[0], ms.estimator_states[0].inner)
+  assert int(inner.step) == 3
+
+  model = bench.torch_mlp(s0.params, 784, hidden=(8,))
+  learner = bench.TorchMLRSNetMetaTrain(model, bench.torch_mlr_snet(theta))
+
+  def tensors(batch):
+    return (torch.from_numpy(np.array(batch.image).reshape(
+        batch.image.shape[0], -1)),
+            torch.from_numpy(np.array(batch.label, np.int64)))
+
+  def batches(t):
+    train = mlp_task.train_batch(jax.random.fold_in(s0.key, t))
+    meta_key = jax.random.fold_in(jax.random.fold_in(s0.key, t + 1), 2)
+    return tensors(train), tensors(mlp_task.val_batch(meta_key, 16))
+
+  for t in range(3):
+    train, meta = batches(t)
+    learner.step(*train, meta if (t + 1) % 2 == 0 else None)
+  train, meta = batches(3)
+  learner.lookahead(*train, *meta)
+
+  w = ms.theta["i2h"]["w1"]
+  assert not np.allclose(w, theta["i2h"]["w1"], atol=1e-4)
+  np.testing.assert_allclose(learner.cell.i2h[0].weight.detach().numpy().T,
+                             w, atol=1e-5)
+  np.testing.assert_allclose(learner.cell.out.weight.detach().numpy().T,
+                             ms.theta["out"]["w"], atol=1e-5)
+  np.testing.assert_allclose(model[0].weight.detach().numpy().T,
+                             inner.params["Dense_0"]["kernel"], atol=1e-5)
 
 
 @pytest.mark.slow
@@ -85,6 +140,7 @@ def test_reduced_run_prints_json_with_equal_first_losses():
       check=True)
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   bench_rows = set(load_script("bench_vs_pytorch").ROWS)
+  assert "mlr_snet_meta_train_small_cnn" in bench_rows
   assert set(out["lrmeta_over_torch"]) == bench_rows
   for key in ("lrmeta_steps_per_s", "torch_steps_per_s", "first_loss",
               "cores_busy"):
