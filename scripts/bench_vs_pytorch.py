@@ -864,7 +864,7 @@ def main(argv=None):
     import torch
   except ImportError:
     raise SystemExit(MISSING_TORCH) from None
-  threads = set_threads(args.threads)
+  set_threads(args.threads)
   import jax
   jax.config.update("jax_platforms", "cpu")
   cfg = REDUCED if args.reduced else FULL
