@@ -128,6 +128,7 @@ def test_torch_mlr_snet_meta_train_takes_lrmetas_steps(bench, mlp_task):
 
 
 @pytest.mark.slow
+@pytest.mark.cifar10  # the ResNet-8 row trains on CIFAR-10
 def test_reduced_run_prints_json_with_equal_first_losses():
   """Every row's two sides start from the same loss on the same weights."""
   root = pathlib.Path(__file__).resolve().parents[1]
