@@ -16,22 +16,21 @@ from typing import Any
 
 import numpy as np
 
-from lrmeta.train import History
-
-DEFAULT_METRIC = "accuracy"
+from lrmeta.tasks.protocol import DEFAULT_METRIC, maximizes
+from lrmeta.tasks.protocol import metric_of as task_metric
+from lrmeta.train import History, history_key
 
 
 def metric_of(task: Any) -> tuple[str, bool]:
   """``(metric, maximize)`` of a task; one without those attributes is
   judged by accuracy, maximised."""
-  return (getattr(task, "metric", DEFAULT_METRIC),
-          bool(getattr(task, "maximize", True)))
+  return task_metric(task), maximizes(task)
 
 
 def metric_key(metric: str, split: str) -> str:
   """The History key of ``metric`` on ``split``: ``"<split>_acc"`` for
   accuracy, ``"<split>_<metric>"`` otherwise."""
-  return f"{split}_acc" if metric == DEFAULT_METRIC else f"{split}_{metric}"
+  return history_key(split, metric)
 
 
 def score_key(task: Any, split: str) -> str:
