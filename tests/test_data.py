@@ -36,6 +36,27 @@ def test_validation_split_is_deterministic_and_disjoint():
   assert len(a[1]) + len(a[3]) == 100
 
 
+def test_balanced_validation_split_takes_an_equal_share_of_each_class():
+  rng = np.random.default_rng(0)
+  # Unequal classes, as a real training set may have: 40 to 130 per class.
+  y = np.concatenate([np.full(40 + 10 * c, c) for c in range(10)]).astype(
+      np.int32)
+  x = np.arange(y.shape[0], dtype=np.int64).reshape(-1, 1, 1, 1)
+  rng.shuffle(y)
+  tx, ty, vx, vy = carve_validation(x, y, 100, seed=1, balanced=True)
+  np.testing.assert_array_equal(np.bincount(vy, minlength=10), np.full(10, 10))
+  assert set(tx.ravel().tolist()).isdisjoint(vx.ravel().tolist())
+  assert tx.shape[0] + vx.shape[0] == x.shape[0]
+  np.testing.assert_array_equal(y[vx.ravel()], vy)   # labels travel with x
+  # The random split of the same size is generally not balanced.
+  _, _, _, ry = carve_validation(x, y, 100, seed=1)
+  assert np.bincount(ry, minlength=10).std() > 0
+  with pytest.raises(ValueError, match="divisible"):
+    carve_validation(x, y, 95, seed=1, balanced=True)
+  with pytest.raises(ValueError, match="too few"):
+    carve_validation(x, y, 400, seed=1, balanced=True)
+
+
 def test_symmetric_label_noise_rate():
   y = np.zeros(20000, np.int32)
   noisy = symmetric_label_noise(y, 0.4, 10, seed=0)

@@ -52,7 +52,8 @@ def load_dataset(name: str, *, source: str = "local",
                  data_dir: str | None = None, num_val: int = 5000,
                  seed: int = 0, label_noise: float = 0.0,
                  augment: str | None = None,
-                 max_train: int | None = None) -> Dataset:
+                 max_train: int | None = None,
+                 balanced_val: bool = False) -> Dataset:
   """Loads a dataset with a held-out validation split carved from train.
 
   Args:
@@ -71,6 +72,9 @@ def load_dataset(name: str, *, source: str = "local",
     label_noise: fraction of training labels replaced uniformly at random.
     augment: ``"none"`` or ``"crop_flip"``; default ``crop_flip`` for CIFAR-10.
     max_train: keep only this many training examples (for small runs/tests).
+    balanced_val: carve the validation split with ``num_val / 10`` examples
+      of every class (MLR-SNet's class-balanced meta set) instead of a
+      uniformly random ``num_val``.
 
   Returns:
     A device-resident :class:`Dataset`.
@@ -97,7 +101,7 @@ def load_dataset(name: str, *, source: str = "local",
   return make_dataset(display, train, test, 10, num_val=num_val, seed=seed,
                       label_noise=label_noise,
                       augment=augment if augment is not None else default_aug,
-                      max_train=max_train)
+                      max_train=max_train, balanced_val=balanced_val)
 
 
 __all__ = ["Batch", "DataNotFoundError", "Dataset", "DATASETS", "Source",

@@ -176,14 +176,41 @@ def check_images(x: np.ndarray, y: np.ndarray, *, what: str,
     raise TypeError(f"{what}: expected integer labels, got dtype {y.dtype}")
 
 
-def carve_validation(x: np.ndarray, y: np.ndarray, num_val: int, seed: int
+def carve_validation(x: np.ndarray, y: np.ndarray, num_val: int, seed: int,
+                     *, balanced: bool = False, num_classes: int = 10
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """Splits ``num_val`` examples off the training set, deterministic per seed."""
+  """Splits ``num_val`` examples off the training set, deterministic per seed.
+
+  ``balanced=False`` takes a uniformly random ``num_val``. ``balanced=True``
+  takes ``num_val // num_classes`` of every class, as MLR-SNet's authors
+  build their 1,000-image meta set (``meta-train/image-classification/
+  data_loader.py`` 153-165: per class, shuffle its indices and take the
+  first ``num_meta / 10``); ``num_val`` must then be a multiple of
+  ``num_classes`` and every class must have more examples than its share.
+  The remaining training examples are returned in a random order.
+  """
   if not 0 <= num_val < x.shape[0]:
     raise ValueError(
         f"num_val must be in [0, {x.shape[0]}), got {num_val}")
-  perm = np.random.default_rng(seed).permutation(x.shape[0])
-  val, train = perm[:num_val], perm[num_val:]
+  rng = np.random.default_rng(seed)
+  if not balanced:
+    perm = rng.permutation(x.shape[0])
+    val, train = perm[:num_val], perm[num_val:]
+    return x[train], y[train], x[val], y[val]
+  if num_val % num_classes:
+    raise ValueError(f"a class-balanced split needs num_val divisible by "
+                     f"{num_classes} classes, got {num_val}")
+  share = num_val // num_classes
+  val_parts, train_parts = [], []
+  for c in range(num_classes):
+    idx = rng.permutation(np.flatnonzero(y == c))
+    if idx.shape[0] <= share:
+      raise ValueError(f"class {c} has {idx.shape[0]} training examples, "
+                       f"too few for {share} in a balanced split")
+    val_parts.append(idx[:share])
+    train_parts.append(idx[share:])
+  val = rng.permutation(np.concatenate(val_parts))
+  train = rng.permutation(np.concatenate(train_parts))
   return x[train], y[train], x[val], y[val]
 
 
@@ -207,16 +234,21 @@ def symmetric_label_noise(y: np.ndarray, rate: float, num_classes: int,
 def make_dataset(name: str, train: tuple[np.ndarray, np.ndarray],
                  test: tuple[np.ndarray, np.ndarray], num_classes: int, *,
                  num_val: int, seed: int, label_noise: float = 0.0,
-                 augment: str = "none", max_train: int | None = None
-                 ) -> Dataset:
-  """Builds a device-resident :class:`Dataset` from numpy splits."""
+                 augment: str = "none", max_train: int | None = None,
+                 balanced_val: bool = False) -> Dataset:
+  """Builds a device-resident :class:`Dataset` from numpy splits.
+
+  ``balanced_val``: carve a class-balanced validation split
+  (:func:`carve_validation`).
+  """
   if augment not in ("none", "crop_flip"):
     raise ValueError(f"augment must be 'none' or 'crop_flip', got {augment!r}")
   x, y = train
   tx, ty = test
   check_images(x, y, what=f"{name} train")
   check_images(tx, ty, what=f"{name} test", channels=x.shape[-1])
-  x, y, vx, vy = carve_validation(x, y, num_val, seed)
+  x, y, vx, vy = carve_validation(x, y, num_val, seed, balanced=balanced_val,
+                                  num_classes=num_classes)
   if max_train is not None:
     x, y = x[:max_train], y[:max_train]
   if label_noise > 0:
