@@ -27,7 +27,7 @@ import pathlib
 import numpy as np
 
 from lrmeta.data import data_source
-from lrmeta.experiments import meta_job
+from lrmeta.experiments.jobs import meta_train as meta_job
 from lrmeta.experiments.config import load_config
 from lrmeta.meta import ESTIMATORS
 
