@@ -22,7 +22,7 @@ import numpy as np
 from lrmeta import learned
 from lrmeta.controllers.mlr_snet import MLRSNetState
 from lrmeta.learned import mlr_snet as mlr
-from lrmeta.experiments.meta_run import read_trace, run_meta_training
+from lrmeta.experiments.meta_run import run_meta_training
 from lrmeta.meta import (MetaTrainer, TaskProblem, default_meta_optimizer,
                          make_estimator)
 from lrmeta.tasks import Task

@@ -12,7 +12,6 @@ task (:func:`stage_note`, :func:`stage_stats`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
