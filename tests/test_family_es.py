@@ -314,3 +314,24 @@ def test_learned_schedule_family_job_end_to_end(tmp_path, capsys):
   assert vs["learned_schedule (untrained)"]["mean"] == pytest.approx(
       vs["constant"]["mean"], abs=1e-4)
   assert "Transfer: fashion_mnist/small_cnn" in (out / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_staged_meta_training_is_config(tmp_path):
+  """``meta.stages``: the knots alone, then every parameter, meta-steps
+  split between the stages, the second from the first's theta, one trace."""
+  cfg = load_config("configs/learned_lr.py:debug")
+  cfg.meta.meta_steps, cfg.meta.cosine_check = 3, False
+  cfg.meta.stages = ("knots", "")
+  assert family_loop.stage_steps(3, 2) == (1, 2)
+  mt = family_loop.meta_train_staged(cfg, tmp_path)
+  assert [r["meta_step"] for r in mt["trace"]] == [0, 1, 2, 3]
+  first = learned.load(str(tmp_path / "stage1" / "controller")).theta
+  # Stage 1 perturbs the knots only: every other parameter is as initialised.
+  for key in mt["theta0"]:
+    same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)),
+                        first[key], mt["theta0"][key])
+    assert all(jax.tree.leaves(same)) == (key != "knots"), key
+  last = learned.load(str(tmp_path / "stage2" / "controller")).theta
+  np.testing.assert_array_equal(np.asarray(last["knots"]),
+                                np.asarray(mt["theta"]["knots"]))

@@ -208,7 +208,7 @@ def changed_keys(a, b) -> set[str]:
 def task_config(dataset: str = "fashion_mnist", model: str = "small_cnn"
                 ) -> ml_collections.ConfigDict:
   """The ``task`` block every experiment config shares (read by
-  :func:`lrmeta.experiments.train_job.build_task`)."""
+  :func:`lrmeta.experiments.build.build_task`)."""
   t = ml_collections.ConfigDict()
   t.dataset = dataset
   t.model = model

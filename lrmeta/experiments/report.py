@@ -163,10 +163,11 @@ def tuned_verdict(vs_best: dict) -> dict:
   return {**vs_best, "baseline": f"{vs_best['baseline']} (tuned)"}
 
 
-def transfer_figure(name: str, names: Sequence[str]) -> str:
-  """The curves figure of transfer section ``name``: ``transfer.png`` for
-  the only section, ``transfer_<name>.png`` among several."""
-  return "transfer.png" if len(names) == 1 else f"transfer_{name}.png"
+def transfer_figure(name: str, names: Sequence[str],
+                    stem: str = "transfer") -> str:
+  """The curves figure of transfer section ``name``: ``<stem>.png`` for the
+  only section, ``<stem>_<name>.png`` among several."""
+  return f"{stem}.png" if len(names) == 1 else f"{stem}_{name}.png"
 
 
 __all__ = ["baseline_rows", "family_meta_note", "history_rows",

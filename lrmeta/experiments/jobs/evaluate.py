@@ -79,9 +79,9 @@ def run(cfg, *, quiet: bool = False) -> dict:
     for name, stage in stages.items():
       metrics += report.metric_records(
           stage["results"], task=None if len(stages) == 1 else name)
-      res.plot_runs(out / report.transfer_figure(name, list(stages)).replace(
-          "transfer", "curves"), {n: res.curve(r.hist)
-                                  for n, r in stage["results"].items()},
+      res.plot_runs(out / report.transfer_figure(name, list(stages),
+                                                 "curves"),
+                    {n: res.curve(r.hist) for n, r in stage["results"].items()},
                     f"{label} on {stage['task'].name}")
     res.write_jsonl(out / "metrics.jsonl", metrics)
     summary["seconds"]["total"] = time.perf_counter() - t0
