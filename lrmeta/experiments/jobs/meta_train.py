@@ -16,10 +16,9 @@
   held-out shapes against the baselines tuned per instance and once for the
   family (:mod:`lrmeta.experiments.heldout`).
 
-Either way the verdict is against the best baseline
-(:func:`lrmeta.protocol.versus_best`), and the frozen controller is then
-transferred to every section of ``cfg.transfer`` when it is enabled (one
-stage and one section schema: :mod:`lrmeta.experiments.transfer`).
+Either way the verdict is against the best baseline, and the frozen
+controller is transferred to every section of ``cfg.transfer`` when it is
+enabled (:mod:`lrmeta.experiments.transfer`).
 
 The results folder holds ``config.json``, ``meta_metrics.jsonl``,
 ``summary.md``, ``summary.json``, ``timings.json``, ``meta_training.png``,
@@ -92,6 +91,34 @@ def meta_test_protocol(test) -> Protocol:
 def _one_task(cfg, out: pathlib.Path, quiet: bool):
   task = build_task(cfg)
   meta_cfg = controller_config(cfg, task)
+  mt, theta = _train_one_task(cfg, task, meta_cfg, out, quiet)
+  summary, sections, results, rows = _meta_test(cfg, task, mt, theta,
+                                                meta_cfg, out, quiet)
+  metrics = report.metric_records(results)
+  all_rows = {"meta_test": rows}
+  if cfg.transfer.enabled:
+    def methods(ctask):
+      return {LEARNED: lambda steps: fixed(mlr.CONTROLLER.optimizer(
+          theta, meta_cfg, steps, num_classes=ctask.dataset.num_classes))}
+    done = run_transfers(cfg, methods, summary, sections, quiet=quiet,
+                         momentum=cfg.optimizer.momentum,
+                         weight_decay=cfg.optimizer.weight_decay)
+    for name, stage in done.items():
+      metrics += report.metric_records(stage["results"], task="transfer")
+      all_rows[f"transfer_{name}"] = report.tuned_names(
+          stage["results"], (LEARNED,))[1]
+      res.plot_runs(out / report.transfer_figure(name, cfg.transfer.tasks),
+                    {n: res.curve(r.hist)
+                     for n, r in stage["results"].items()},
+                    f"transfer: {stage['task'].name} "
+                    f"({cfg.transfer[name].steps} steps)")
+  res.write_jsonl(out / "metrics.jsonl", metrics)
+  return summary, sections, all_rows
+
+
+def _train_one_task(cfg, task, meta_cfg, out, quiet):
+  """Meta-trains MLR-SNet on ``task`` and saves it; returns the run and the
+  theta the meta-test uses (the snapshots, when switched)."""
   print(f"[1/3] meta-training MLR-SNet ({cfg.meta.estimator}) on "
         f"{task.name}, {task.dataset.num_train} train images, horizon "
         f"{cfg.meta.horizon}, {num_meta_steps(cfg)} meta-steps", flush=True)
@@ -100,16 +127,21 @@ def _one_task(cfg, out: pathlib.Path, quiet: bool):
   learned.save(str(out / "checkpoints" / "controller"),
                {f"s{i}": th for i, th in enumerate(theta)}
                if cfg.meta.snapshots else theta, meta_cfg)
-  k, first, last = report.trace_first_last(mt["trace"])
   res.plot_meta_trace(out / "meta_training.png", mt["trace"],
                       f"{cfg.name}: meta-training ({cfg.meta.estimator})")
+  return mt, theta
+
+
+def _meta_test(cfg, task, mt, theta, meta_cfg, out, quiet):
+  """The frozen MLR-SNet and its untrained initialisation against the
+  tuned ``cfg.test.schedules``: ``(summary, sections, results, rows)``."""
+  k, first, last = report.trace_first_last(mt["trace"])
   print(f"  meta-objective: first {k} meta-steps {first:.4f} -> last {k} "
         f"{last:.4f} ({mt['seconds']:.0f}s)", flush=True)
-
-  print(f"[2/3] meta-test: {cfg.test.steps} steps, seeds "
-        f"{list(cfg.test.seeds)}", flush=True)
-  t0 = time.perf_counter()
   t = cfg.test
+  print(f"[2/3] meta-test: {t.steps} steps, seeds {list(t.seeds)}",
+        flush=True)
+  t0 = time.perf_counter()
   protocol = meta_test_protocol(t)
   frozen = {LEARNED: (theta, meta_cfg),
             INIT: (mt["theta0"], {**meta_cfg, "switch_fractions": []})}
@@ -136,8 +168,7 @@ def _one_task(cfg, out: pathlib.Path, quiet: bool):
       **report.stage_stats(results),
       "tuned_lr": {r["method"]: r["lr"] for r in rows if r["lr"] != "learned"},
       "best_baseline": vs_best["baseline"],
-      # paired over test seeds, in accuracy points, with its verdict
-      "learned_vs_best_baseline": vs_best,
+      "learned_vs_best_baseline": vs_best,  # paired, points, verdict
       "seconds": {"meta_train": mt["seconds"],
                   "meta_test": time.perf_counter() - t0}}
   sections = [(None, report.task_meta_note(cfg, mt["trace"], (k, first, last)),
@@ -145,26 +176,7 @@ def _one_task(cfg, out: pathlib.Path, quiet: bool):
               ("Meta-test", report.stage_note(task, cfg.optimizer, t.steps,
                                               protocol),
                report.stage_table(results))]
-  metrics = report.metric_records(results)
-  all_rows = {"meta_test": rows}
-  if cfg.transfer.enabled:
-    def methods(ctask):
-      return {LEARNED: lambda steps: fixed(mlr.CONTROLLER.optimizer(
-          theta, meta_cfg, steps, num_classes=ctask.dataset.num_classes))}
-    done = run_transfers(cfg, methods, summary, sections, quiet=quiet,
-                         momentum=cfg.optimizer.momentum,
-                         weight_decay=cfg.optimizer.weight_decay)
-    for name, stage in done.items():
-      metrics += report.metric_records(stage["results"], task="transfer")
-      all_rows[f"transfer_{name}"] = report.tuned_names(
-          stage["results"], (LEARNED,))[1]
-      res.plot_runs(out / report.transfer_figure(name, cfg.transfer.tasks),
-                    {n: res.curve(r.hist)
-                     for n, r in stage["results"].items()},
-                    f"transfer: {stage['task'].name} "
-                    f"({cfg.transfer[name].steps} steps)")
-  res.write_jsonl(out / "metrics.jsonl", metrics)
-  return summary, sections, all_rows
+  return summary, sections, results, rows
 
 
 # -- the task family -----------------------------------------------------------
