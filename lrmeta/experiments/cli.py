@@ -33,8 +33,9 @@ COMMANDS = {
                "lrmeta select --config configs/lrbench_fashion_mnist.py:small"
                " --config.selection.budget=200"),
     "meta-train": ("lrmeta.experiments.jobs.meta_train",
-                   "meta-train a learned controller (MLR-SNet), then "
-                   "meta-test and transfer it",
+                   "meta-train a learned controller on one task or the "
+                   "task family (config key kind), then judge and transfer "
+                   "it",
                    "configs/mlrsnet_fmnist.py",
                    "lrmeta meta-train --config configs/mlrsnet_fmnist.py:debug"
                    " --config.meta.meta_steps=4"),

@@ -165,9 +165,17 @@ def rule_of(flat: dict, key: str):
   return None
 
 
-def check_transfer_sections(flat: dict) -> None:
-  """Every section ``transfer.tasks`` names exists with every key of the
-  schema (:func:`lrmeta.experiments.config.transfer_section`)."""
+def check_transfer_sections(flat: dict, command: str | None = None
+                            ) -> None:
+  """The ``transfer`` block of ``lrmeta meta-train`` and ``lrmeta
+  evaluate`` names its sections (``transfer.tasks``), and every section it
+  names exists with every key of the schema
+  (:func:`lrmeta.experiments.config.transfer_section`)."""
+  if command in ("meta-train", "evaluate") and "transfer.tasks" not in flat:
+    raise ConfigError(
+        "config key 'transfer.tasks' is missing: a transfer block holds "
+        "'enabled', 'tasks' (section names) and one section per name, built "
+        "by lrmeta.experiments.config.transfer_section")
   for name in flat.get("transfer.tasks", ()):
     missing = [k for k in TRANSFER_SECTION_RULES
                if f"transfer.{name}.{k}" not in flat]
@@ -198,7 +206,7 @@ def validate(cfg, command: str | None = None) -> dict:
     _multiple(flat, "meta.horizon", "meta.window")
   if flat.get("meta.estimator") == "lookahead":
     _multiple(flat, "meta.horizon", "meta.every")
-  check_transfer_sections(flat)
+  check_transfer_sections(flat, command)
   if command == "meta-train":
     check_meta_train_kind(flat)
   if isinstance(flat.get("controller"), str) or command == "evaluate":
