@@ -46,6 +46,7 @@ def get_config(variant=None):
   c = ml_collections.ConfigDict()
   c.name = "family_es"
   c.output_dir = "results/family_es"
+  c.kind = "family"  # meta-train on the task family ("task": on one task)
   c.seed = 0  # meta-training seed: theta's initialisation and ES noise
 
   c.family = ml_collections.ConfigDict()
@@ -72,6 +73,10 @@ def get_config(variant=None):
   c.meta.es_sigma = 0.1
   c.meta.shapes_per_step = 4
   c.meta.perturb = ""  # "": every parameter; else comma-separated groups
+  # Stages: one meta.perturb value per stage, meta_steps split between them,
+  # each from the theta the last ended at (e.g. ("knots", ""): the knots
+  # alone, then every parameter); (): one stage with meta.perturb.
+  c.meta.stages = ()
   c.meta.truncate = 0  # 0: score whole runs; else after this many steps
   c.meta.meta_steps = 1000
   c.meta.lr = 0.01  # Adam

@@ -7,7 +7,7 @@
 import ml_collections
 
 from lrmeta.experiments.config import task_config
-from lrmeta.experiments.select_job import selection_config
+from lrmeta.experiments.jobs.select import selection_config
 
 SMALL_CANDIDATES = ("fix-0.01", "fix-0.1", "step", "exp", "poly", "cos",
                     "tri2", "dtri", "sgdr", "onecycle")

@@ -49,7 +49,7 @@ Meta-objective (``meta.estimator``):
 
 import ml_collections
 
-from lrmeta.experiments.config import task_config
+from lrmeta.experiments.config import task_config, transfer_section
 
 VARIANTS = ("", "small", "small_es", "small_pes", "official",
             "small_official", "debug")
@@ -59,6 +59,7 @@ def get_config(variant=None):
   c = ml_collections.ConfigDict()
   c.name = "mlrsnet_fmnist"
   c.output_dir = "results/mlrsnet_fmnist"
+  c.kind = "task"  # meta-train on one task ("family": on the task family)
   c.seed = 0  # meta-training seed (inner runs of meta-training derive from it)
 
   c.task = task_config("fashion_mnist", "small_cnn")
@@ -113,16 +114,16 @@ def get_config(variant=None):
   c.test.eval_every = 430
   c.test.eval_examples = 0  # 0: whole splits
 
+  # Transfer (one section of the shared schema, lrmeta.experiments.transfer):
+  # the frozen controller on CIFAR-10 (JPEG copy) / ResNet-8 against the same
+  # baselines, tune seeds disjoint from the test seeds.
   c.transfer = ml_collections.ConfigDict()
   c.transfer.enabled = True
-  c.transfer.task = task_config("cifar10", "resnet8")
-  c.transfer.task.num_val = 1000
-  c.transfer.steps = 3 * 390
-  c.transfer.seeds = (1000, 1001, 1002)
-  c.transfer.lr_grid = (0.1, 0.3, 1.0)
-  c.transfer.schedules = c.test.schedules
-  c.transfer.eval_every = 390
-  c.transfer.eval_examples = 0
+  c.transfer.tasks = ("cifar",)
+  c.transfer.cifar = transfer_section(
+      "cifar10", "resnet8", 128, 3 * 390, (0.1, 0.3, 1.0), 1000,
+      tune_seeds=(2002, 2003, 2004), test_seeds=(1000, 1001, 1002),
+      baselines=c.test.schedules, eval_every=390, executor="population")
 
   if variant in ("small", "small_es", "small_pes"):
     # Two CPU cores, meant to finish within 30 min: 20k training images,
@@ -141,14 +142,15 @@ def get_config(variant=None):
     # 0.05 is dropped to save a quarter of the meta-test.
     c.test.lr_grid = (0.1, 0.2, 0.4)
     c.test.eval_every = 200  # the whole test split once, at the end
-    c.transfer.task.max_train = 10000
-    c.transfer.task.batch_size = 64
-    c.transfer.steps = 150
+    c.transfer.cifar.max_train = 10000
+    c.transfer.cifar.batch_size = 64
+    c.transfer.cifar.steps = 150
     # Cosine tuned to the top of (0.1, 0.3, 1.0) and then of (0.3, 1.0,
     # 3.0) in earlier runs (plain SGD, BatchNorm ResNet-8).
-    c.transfer.lr_grid = (1.0, 3.0, 10.0)
-    c.transfer.eval_every = 150
-    c.transfer.eval_examples = 5000  # of the test split (loader shuffles it)
+    c.transfer.cifar.lr_grid = (1.0, 3.0, 10.0)
+    c.transfer.cifar.eval_every = 150
+    # of the test split (loader shuffles it)
+    c.transfer.cifar.eval_examples = 5000
     if variant == "small_es":
       # The meta-set loss at the end of whole 200-step runs, by antithetic
       # ES: no short-horizon bias (what collapsed the truncated runs' rate)
@@ -222,13 +224,14 @@ def get_config(variant=None):
     c.test.eval_every = 12
     c.test.eval_examples = 500
     c.transfer.enabled = False
-    c.transfer.task.max_train = 1000
-    c.transfer.task.batch_size = 16
-    c.transfer.steps = 4
-    c.transfer.seeds = (1000,)
-    c.transfer.lr_grid = (0.1,)
-    c.transfer.eval_every = 4
-    c.transfer.eval_examples = 200
+    c.transfer.cifar.max_train = 1000
+    c.transfer.cifar.batch_size = 16
+    c.transfer.cifar.steps = 4
+    c.transfer.cifar.tune_seeds = (2000,)
+    c.transfer.cifar.test_seeds = (1000,)
+    c.transfer.cifar.lr_grid = (0.1,)
+    c.transfer.cifar.eval_every = 4
+    c.transfer.cifar.eval_examples = 200
   elif variant not in (None, ""):
     raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
   return c

@@ -28,7 +28,7 @@ import numpy as np
 from lrmeta.controllers.mlr_snet import compute_gamma
 from lrmeta.experiments.config import load_config
 from lrmeta.experiments.meta_loop import meta_train_controller
-from lrmeta.experiments.train_job import build_task
+from lrmeta.experiments.build import build_task
 from lrmeta.learned import torch_pickle
 
 FRACTIONS = (0.0, 1 / 3, 1 / 2, 2 / 3, 1.0)

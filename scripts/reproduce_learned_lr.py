@@ -1,8 +1,8 @@
 """The learned schedule: meta-trained on the task family, judged on held-out
 instances and after transfer.
 
-1. Meta-training (``configs/learned_lr.py``) by whole-run ES, staged: the
-   knots alone first, then knots and feedback together; three
+1. Meta-training (``configs/learned_lr.py``) by whole-run ES in two stages
+   (``meta.stages``): the knots alone first, then knots and feedback; three
    meta-training seeds, with the ES signal check at the initial theta.
 2. Ablations (seed 0): 4 instead of 32 pairs; a 40-step truncated objective
    instead of whole runs; knots only; K = 4 and K = 16 knots.
@@ -11,8 +11,9 @@ instances and after transfer.
    constant, step, cosine and warm-up + cosine.
 4. Transfer, frozen, with budgets longer than any seen in meta-training: the
    small CNN on full-size Fashion-MNIST and ResNet-8 on the CIFAR-10 JPEG
-   copy, against cosine tuned on the same task (``lrmeta evaluate``'s
-   protocol with the controller's base rate tuned too).
+   copy, against the default baselines tuned on the same task (the one
+   transfer stage, :mod:`lrmeta.experiments.transfer`, with the
+   controller's base rate tuned too).
 
 The last line is JSON with ``meta_objective_first`` / ``meta_objective_last``
 (per seed), ``es_cosine``, ``heldout_vs_family_cosine``,
@@ -36,65 +37,50 @@ import jax
 import ml_collections
 import numpy as np
 
-from lrmeta.experiments import evaluate_job, family_job
+from lrmeta.experiments import heldout, report
 from lrmeta.experiments import results as res
-from lrmeta.protocol import family_differences
-from lrmeta.experiments.config import load_config
+from lrmeta.experiments.config import load_config, transfer_section
+from lrmeta.experiments.family_loop import meta_train_staged
+from lrmeta.experiments.heldout import controller_at
+from lrmeta.experiments.transfer import (stage_summary, transfer_note,
+                                         transfer_stage)
+from lrmeta.protocol import disjoint_tune_seeds, family_differences, interval
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def staged(cfg, folder: pathlib.Path, stage1: int, stage2: int) -> dict:
-  """Knots alone for ``stage1`` meta-steps, then knots and feedback for
-  ``stage2`` (``stage2 == 0``: knots only); one combined trace."""
-  c = ml_collections.ConfigDict(cfg.to_dict())
-  c.meta.perturb, c.meta.meta_steps = "knots", stage1
-  first = family_job.meta_train_saved(c, folder / "stage1")
-  if not stage2:
-    return first
-  c = ml_collections.ConfigDict(cfg.to_dict())
-  c.meta.meta_steps, c.meta.cosine_check = stage2, False
-  second = family_job.meta_train_saved(c, folder / "stage2",
-                                       theta0=first["theta"])
-  trace = first["trace"] + [{**r, "meta_step": r["meta_step"] + stage1}
-                            for r in second["trace"] if r["meta_step"] > 0]
-  return {**second, "trace": trace, "first": first["first"],
-          "es_cosine": first["es_cosine"], "theta0": first["theta0"],
-          "seconds": first["seconds"] + second["seconds"]}
+NAME = "learned schedule"
+# Meta-training stages (meta.stages): the knots alone, then knots and
+# feedback together; the knots-only ablation has one stage.
+STAGED, KNOTS_ONLY = ("knots", ""), ("knots",)
 
 
 def variant(cfg, **changes) -> ml_collections.ConfigDict:
-  """A copy of ``cfg`` with dotted ``changes`` (``meta__es_pairs=4``)."""
+  """A copy of ``cfg`` meta-trained in :data:`STAGED` stages, with dotted
+  ``changes`` (``meta__es_pairs=4``)."""
   c = ml_collections.ConfigDict(cfg.to_dict())
+  c.meta.stages = STAGED
   for dotted, value in changes.items():
     section, key = dotted.split("__")
     c[section][key] = value
   return c
 
 
-def transfer(task: str, controller_dir: str, out: pathlib.Path, *,
-             steps: int, seeds: int, grid) -> dict:
-  """``lrmeta evaluate`` on the small CNN (Fashion-MNIST) or ResNet-8
-  (CIFAR-10 JPEG copy) with ``steps`` steps of batch 64; returns its
-  summary."""
-  cfg = load_config(str(ROOT / "configs" / "evaluate_transfer.py"))
-  cfg.unlock()
-  cfg.output_dir = str(out)
-  cfg.controller = controller_dir
-  cfg.tune_controller = True
-  cfg.seeds = tuple(range(seeds))
-  cfg.lr_grid = tuple(grid)
-  cfg.optimizer.momentum = 0.9
-  cfg.optimizer.weight_decay = 0.0
-  if task == "cnn":
-    cfg.task.dataset, cfg.task.model = "fashion_mnist", "small_cnn"
-  cfg.task.batch_size = 64
-  cfg.task.max_train = 0
-  probe = evaluate_job.build_task(cfg)
-  cfg.train.epochs = steps * cfg.task.batch_size / probe.dataset.num_train
-  cfg.train.eval_every = steps
-  cfg.train.eval_examples = 0
-  return evaluate_job.run(cfg, quiet=True)
+def transfer(task: str, best: dict, *, steps: int, seeds: int, grid
+             ) -> dict:
+  """The learned schedule (base rate tuned like the baselines' peak rate)
+  frozen on the small CNN (Fashion-MNIST) or ResNet-8 (CIFAR-10 JPEG copy),
+  ``steps`` steps of batch 64 on the whole training split, against the
+  tuned default baselines (SGD momentum 0.9): one transfer stage; returns
+  its summary record (:func:`lrmeta.experiments.transfer.stage_summary`)."""
+  test_seeds = tuple(range(seeds))
+  section = transfer_section(
+      *(("fashion_mnist", "small_cnn") if task == "cnn" else
+        ("cifar10", "resnet8")), 64, steps, tuple(grid), 1000,
+      tune_seeds=disjoint_tune_seeds(test_seeds), test_seeds=test_seeds,
+      eval_every=steps, executor="population")
+  stage = transfer_stage(section, {NAME: lambda n: controller_at(
+      best["config"], best["theta"], n, tune=True)}, momentum=0.9)
+  print(f"   {transfer_note(section, stage, [NAME])}", flush=True)
+  return stage_summary(stage)
 
 
 def main(argv=None) -> None:
@@ -116,8 +102,6 @@ def main(argv=None) -> None:
   out = pathlib.Path(args.out or cfg.output_dir.replace(
       "learned_lr", "reproduce_learned_lr"))
   out.mkdir(parents=True, exist_ok=True)
-  stage1 = cfg.meta.meta_steps // 2
-  stage2 = cfg.meta.meta_steps - stage1
   t_start = time.perf_counter()
   summary: dict = {"variant": "small" if small else "full",
                    "backend": jax.default_backend(), "seconds": {}}
@@ -126,9 +110,9 @@ def main(argv=None) -> None:
   t0 = time.perf_counter()
   seeds = {}
   for seed in range(args.seeds):
-    c = variant(cfg, meta__cosine_check=seed == 0)
+    c = variant(cfg, meta__cosine_check=seed == 0, meta__stages=STAGED)
     c.seed = seed
-    seeds[seed] = staged(c, out / f"seed{seed}", stage1, stage2)
+    seeds[seed] = meta_train_staged(c, out / f"seed{seed}")
   summary["meta_objective_first"] = [r["first"] for r in seeds.values()]
   summary["meta_objective_last"] = [r["last"] for r in seeds.values()]
   summary["meta_objective_falls"] = sum(r["last"] < r["first"]
@@ -139,17 +123,14 @@ def main(argv=None) -> None:
   print("[2/4] ablations", flush=True)
   t0 = time.perf_counter()
   ablations = {
-      "4 pairs": staged(variant(cfg, meta__es_pairs=4,
-                                meta__cosine_check=True),
-                        out / "ablate_4pairs", stage1, stage2),
-      "40-step truncation": staged(variant(cfg, meta__truncate=40),
-                                   out / "ablate_truncated", stage1, stage2),
-      "knots only": staged(cfg, out / "ablate_knots_only",
-                           stage1 + stage2, 0),
-      "K = 4": staged(variant(cfg, controller__num_knots=4),
-                      out / "ablate_k4", stage1, stage2),
-      "K = 16": staged(variant(cfg, controller__num_knots=16),
-                       out / "ablate_k16", stage1, stage2)}
+      label: meta_train_staged(variant(cfg, **changes), out / folder)
+      for label, folder, changes in (
+          ("4 pairs", "ablate_4pairs",
+           {"meta__es_pairs": 4, "meta__cosine_check": True}),
+          ("40-step truncation", "ablate_truncated", {"meta__truncate": 40}),
+          ("knots only", "ablate_knots_only", {"meta__stages": KNOTS_ONLY}),
+          ("K = 4", "ablate_k4", {"controller__num_knots": 4}),
+          ("K = 16", "ablate_k16", {"controller__num_knots": 16}))}
   summary["ablations"] = {
       f"{cfg.meta.es_pairs} pairs, whole runs, K = "
       f"{cfg.controller.num_knots}, knots + feedback (seed 0)":
@@ -167,23 +148,23 @@ def main(argv=None) -> None:
 
   print("[3/4] held-out protocol", flush=True)
   t0 = time.perf_counter()
-  name, fixed_name = "learned schedule", "learned schedule (lr_base 0.05)"
-  results = family_job.judge(cfg, {
-      name: family_job.tuned_controller_method(best["config"], best["theta"]),
-      fixed_name: family_job.controller_method(best["config"],
-                                               best["theta"])}, quiet=True)
+  name, fixed_name = NAME, "learned schedule (lr_base 0.05)"
+  results = heldout.judge(cfg, {
+      name: heldout.tuned_controller_method(best["config"], best["theta"]),
+      fixed_name: heldout.controller_method(best["config"],
+                                            best["theta"])}, quiet=True)
   summary["seconds"]["heldout"] = time.perf_counter() - t0
   for how in ("family", "instance"):
     d = family_differences(results, (name, how), ("cosine", how))["pooled"]
-    summary[f"heldout_vs_{how}_cosine"] = family_job.interval(d["acc"])
-    summary[f"heldout_vs_{how}_cosine_loss"] = family_job.interval(d["loss"])
+    summary[f"heldout_vs_{how}_cosine"] = interval(d["acc"])
+    summary[f"heldout_vs_{how}_cosine_loss"] = interval(d["loss"])
   summary["family_lr"] = {n: r.family_lr for n, r in results.items()}
   others = [(name, "family"), (name, "instance"), (fixed_name, "family")] + [
       (b, how) for b in ("constant", "step", "warmup_cosine")
       for how in ("instance", "family")] + [("cosine", "instance")]
   table = res.write_family_table(out / "heldout.md", results,
                                  ("cosine", "family"), others)
-  curves = family_job.rate_curves(results, (name, "cosine"))
+  curves = report.rate_curves(results, (name, "cosine"))
   res.plot_family_rates(out / "rates.png", curves,
                         "learned schedule vs family-tuned cosine "
                         "(held-out instances)")
@@ -194,17 +175,15 @@ def main(argv=None) -> None:
   if not args.skip_transfer:
     print("[4/4] transfer", flush=True)
     t0 = time.perf_counter()
-    ctl = str(out / "seed0" / "stage2" / "controller")
     grid = (0.025, 0.05, 0.1) if small else (0.0125, 0.025, 0.05, 0.1, 0.2)
-    cnn = transfer("cnn", ctl, out / "transfer_cnn",
-                   steps=800 if small else 2000, seeds=10, grid=grid)
-    summary["transfer_cnn_vs_cosine"] = cnn["vs_tuned_cosine"]
+    cnn = transfer("cnn", best, steps=800 if small else 2000, seeds=10,
+                   grid=grid)
+    summary["transfer_cnn_vs_cosine"] = cnn["vs_cosine"][NAME]
     summary["transfer_cnn"] = cnn
     if args.cifar if args.cifar is not None else not small:
-      cifar = transfer("cifar", ctl, out / "transfer_cifar",
-                       steps=800 if small else 2000,
+      cifar = transfer("cifar", best, steps=800 if small else 2000,
                        seeds=3 if small else 10, grid=grid)
-      summary["transfer_cifar_vs_cosine"] = cifar["vs_tuned_cosine"]
+      summary["transfer_cifar_vs_cosine"] = cifar["vs_cosine"][NAME]
       summary["transfer_cifar"] = cifar
     else:
       summary["transfer_cifar_vs_cosine"] = None

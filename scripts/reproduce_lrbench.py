@@ -16,7 +16,7 @@ import argparse
 import json
 import pathlib
 
-from lrmeta.experiments import select_job
+from lrmeta.experiments.jobs import select as select_job
 from lrmeta.experiments.config import load_config
 
 CONFIG = pathlib.Path(__file__).parents[1] / "configs" / "lrbench_fashion_mnist.py"

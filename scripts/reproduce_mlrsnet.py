@@ -27,7 +27,7 @@ import pathlib
 import numpy as np
 
 from lrmeta.data import data_source
-from lrmeta.experiments import meta_job
+from lrmeta.experiments.jobs import meta_train as meta_job
 from lrmeta.experiments.config import load_config
 from lrmeta.meta import ESTIMATORS
 
@@ -100,17 +100,17 @@ def paper_table(cfg, summary: dict) -> str:
             f" of fresh networks (test seeds): untrained "
             f"{summary['heldout_val_loss_untrained']:.4f} -> meta-trained "
             f"{summary['heldout_val_loss_learned']:.4f}."]
-  if "transfer" in rows:
-    t = cfg.transfer
+  for name in cfg.transfer.tasks if cfg.transfer.enabled else ():
+    t = cfg.transfer[name]
     lines += ["", f"**Transfer, frozen (ours)**: "
-              f"{data_source(t.task.dataset, t.task.data_dir or None).label} / "
-              f"{t.task.model}, {t.steps} steps of batch {t.task.batch_size} "
-              f"on {t.task.max_train or 'all'} training images (< 1 epoch; "
+              f"{data_source(t.dataset, None).label} / "
+              f"{t.model}, {t.steps} steps of batch {t.batch_size} "
+              f"on {t.max_train or 'all'} training images (< 1 epoch; "
               "the paper trains for hundreds of epochs on the original "
-              f"CIFAR); seeds {list(t.seeds)}.", "",
+              f"CIFAR); seeds {list(t.test_seeds)}.", "",
               "| schedule | base lr | test acc % |", "|---|---|---|"]
     lines += [f"| {r['method']} | {r['lr']} | {_pct(r['test_acc'])} |"
-              for r in rows["transfer"]]
+              for r in rows[f"transfer_{name}"]]
   lines += ["", PAPER_SETTING, "", PAPER_CLAIMS, "", PAPER_NUMBERS]
   return "\n".join(lines)
 

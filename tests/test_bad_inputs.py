@@ -130,11 +130,16 @@ CASES = [
      ["'methods'", "no_such_arg"]),
     ("missing_ckpt_method", TRAIN, ["--config.methods=('ckpt:/no/such/dir',)"],
      ["'methods'", "/no/such/dir"]),
-    ("empty_lr_grid", EVAL, ["--config.lr_grid=()"], ["'lr_grid'", "()"]),
-    ("negative_grid_entry", EVAL, ["--config.lr_grid=(0.1, -0.1)"],
-     ["lr_grid[1]", "-0.1"]),
-    ("unknown_baseline", EVAL, ["--config.baselines=('cosin',)"],
-     ["baselines[0]", "'cosin'"]),
+    ("empty_lr_grid", EVAL, ["--config.transfer.task.lr_grid=()"],
+     ["'transfer.task.lr_grid'", "()"]),
+    ("negative_grid_entry", EVAL,
+     ["--config.transfer.task.lr_grid=(0.1, -0.1)"],
+     ["transfer.task.lr_grid[1]", "-0.1"]),
+    ("unknown_baseline", EVAL, ["--config.transfer.task.baselines=('cosin',)"],
+     ["transfer.task.baselines[0]", "'cosin'"]),
+    ("unknown_transfer_section", EVAL, ["--config.transfer.tasks=('cnn',)"],
+     ["'transfer.tasks'", "'cnn'"]),
+    ("missing_kind", META, ["--config.kind=both"], ["'kind'", "'both'"]),
     ("empty_controller", EVAL, [], ["'controller'", "empty"]),
     ("missing_controller", EVAL, ["--config.controller=/no/such/ctl"],
      ["'controller'", "/no/such/ctl"]),
@@ -270,8 +275,8 @@ def test_every_numeric_config_key_has_a_rule():
   import ml_collections
   from lrmeta.experiments.cli import config_summary
   from lrmeta.experiments.config import flatten, load_config
-  from lrmeta.experiments.validate import RULES
-  free = {"task.data_dir", "transfer.task.data_dir", "controller"}
+  from lrmeta.experiments.validate import rule_of
+  free = {"task.data_dir", "controller"}
   root = pathlib.Path(__file__).parents[1]
   configs = sorted((root / "configs").glob("*.py"))
   assert len(configs) >= 6
@@ -281,7 +286,8 @@ def test_every_numeric_config_key_has_a_rule():
     for v in variants:
       cfg = load_config(f"{rel}:{v}")
       assert isinstance(cfg, ml_collections.ConfigDict)
-      missing = sorted(k for k in flatten(cfg) if k not in RULES and
+      flat = flatten(cfg)
+      missing = sorted(k for k in flat if rule_of(flat, k) is None and
                        k not in free)
       assert not missing, (rel, v, missing)
 

@@ -4,7 +4,6 @@ hypergradient learned kind and the family meta-training run."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import jax
@@ -14,14 +13,13 @@ import optax
 import pytest
 
 from lrmeta import learned
-from lrmeta.experiments import family_loop
+from lrmeta.experiments import diagnostics, family_loop
 from lrmeta.experiments.config import load_config
 from lrmeta.learned import hypergradient as hd_kind
 from lrmeta.meta import MetaCheckpointer, MetaTrainer, meta_train
 from lrmeta.meta import family_es as fes
 from lrmeta.protocol import DEFAULT_BASELINES
 from lrmeta.tasks import family as fam
-from script_module import load_script
 
 TINY = fam.Instance("fashion_mnist", 7, (16,), batch_size=32, num_steps=20)
 SHAPES = (TINY, dataclasses.replace(TINY, num_steps=30),
@@ -212,37 +210,36 @@ def test_hypergradient_kind_round_trip(tmp_path):
 
 
 def test_hd_known_answer_check_reports_a_consistent_result(tmp_path):
-  """The reproduction script's HD check on a tiny instance: the ES path has
+  """The HD known-answer check on a tiny instance: the ES path has
   both sigma phases, the ratios are ES's rates over the grid's best cell,
   the confirmation is paired over its fresh seeds, and the figure draws."""
-  script = load_script("reproduce_family_es")
-  args = argparse.Namespace(ka_pairs=1, ka_seeds=2, ka_steps=2)
-  hd = script.known_answer_hd(TINY, args)
-  assert len(hd["es_trace"]) == 4 * args.ka_steps
+  pairs, seeds, steps = 1, 2, 2
+  hd = diagnostics.known_answer_hd(TINY, pairs=pairs, seeds=seeds,
+                                   steps=steps)
+  assert len(hd["es_trace"]) == 4 * steps
   assert hd["grid_best"] in [[a, b] for a in hd["grid_lrs"]
                              for b in hd["grid_betas"]]
   np.testing.assert_allclose(
       hd["ratios"], np.divide(hd["es"], hd["grid_best"]), rtol=1e-6)
   assert hd["within_1_5x"] == all(1 / 1.5 <= r <= 1.5 for r in hd["ratios"])
   fresh = hd["fresh_es_minus_grid"]
-  assert fresh["n"] == hd["fresh_seeds"] == 4 * args.ka_seeds
+  assert fresh["n"] == hd["fresh_seeds"] == 4 * seeds
   assert fresh["ci_low"] <= fresh["mean"] <= fresh["ci_high"]
   grid = np.asarray(hd["grid_objective"], float)
   assert grid.shape == (len(hd["grid_lrs"]), len(hd["grid_betas"]))
   assert hd["grid_best_objective"] == pytest.approx(np.nanmin(grid))
   const = {"grid_rates": [0.01, 0.02, 0.04], "grid_objective": [1.1, 0.9, 3e8],
            "grid_best_lr": 0.02, "es_lr": 0.025}
-  script.plot_known_answers(tmp_path / "ka.png", const, hd)
+  diagnostics.plot_known_answers(tmp_path / "ka.png", const, hd)
   assert (tmp_path / "ka.png").stat().st_size > 0
 
 
 def test_signal_check_at_scale_writes_its_curve(tmp_path):
-  """The script's large signal check on the debug family: calls of 4 pairs
+  """The signal check at scale on the debug family: calls of 4 pairs
   pooled to 8, MLR-SNet's weight count, the noise-free expectation beside
   each measured cosine, and the figure."""
-  script = load_script("reproduce_family_es")
   cfg = load_config("configs/family_es.py:debug")
-  found = script.signal_check(cfg, tmp_path, pairs=8, chunk=4)
+  found = diagnostics.signal_check(cfg, tmp_path, pairs=8, chunk=4)
   config = family_loop.SETUPS["mlr_snet"].config(cfg)
   theta = learned.get("mlr_snet").init(jax.random.key(0), config)
   d = sum(np.size(x) for x in jax.tree.leaves(theta))
@@ -317,3 +314,24 @@ def test_learned_schedule_family_job_end_to_end(tmp_path, capsys):
   assert vs["learned_schedule (untrained)"]["mean"] == pytest.approx(
       vs["constant"]["mean"], abs=1e-4)
   assert "Transfer: fashion_mnist/small_cnn" in (out / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_staged_meta_training_is_config(tmp_path):
+  """``meta.stages``: the knots alone, then every parameter, meta-steps
+  split between the stages, the second from the first's theta, one trace."""
+  cfg = load_config("configs/learned_lr.py:debug")
+  cfg.meta.meta_steps, cfg.meta.cosine_check = 3, False
+  cfg.meta.stages = ("knots", "")
+  assert family_loop.stage_steps(3, 2) == (1, 2)
+  mt = family_loop.meta_train_staged(cfg, tmp_path)
+  assert [r["meta_step"] for r in mt["trace"]] == [0, 1, 2, 3]
+  first = learned.load(str(tmp_path / "stage1" / "controller")).theta
+  # Stage 1 perturbs the knots only: every other parameter is as initialised.
+  for key in mt["theta0"]:
+    same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)),
+                        first[key], mt["theta0"][key])
+    assert all(jax.tree.leaves(same)) == (key != "knots"), key
+  last = learned.load(str(tmp_path / "stage2" / "controller")).theta
+  np.testing.assert_array_equal(np.asarray(last["knots"]),
+                                np.asarray(mt["theta"]["knots"]))

@@ -11,7 +11,7 @@ from lrmeta.cli import main
 from lrmeta.controllers.mlr_snet import init_mlr_snet_params
 from lrmeta.experiments import meta_loop
 from lrmeta.experiments.config import changed_keys, load_config
-from lrmeta.experiments.train_job import build_task
+from lrmeta.experiments.build import build_task
 from lrmeta.meta import PES, AntitheticES, TaskProblem
 from lrmeta.train import train
 from lrmeta.protocol import grid_rate

@@ -5,17 +5,16 @@ when its `controller.name` is one that path cannot train."""
 
 import types
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 from lrmeta import protocol as P
-from lrmeta.experiments import meta_job
+from lrmeta.experiments.jobs import meta_train
+from lrmeta.experiments.transfer import section_protocol
 from lrmeta.experiments.config import apply_overrides, load_config
 from lrmeta.experiments.validate import ConfigError, validate
-from lrmeta.learned import mlr_snet
 from lrmeta.tasks import make_task
 from lrmeta.tasks.family import Instance
 from lrmeta.train import History
@@ -104,24 +103,19 @@ def test_tune_seeds_never_equal_test_seeds():
   assert len(tune) == 3 and not set(tune) & {1000, 1001, 1002}
 
 
-def test_meta_test_tunes_on_seeds_disjoint_from_its_test_seeds(
-    mlp_task, monkeypatch):
+def test_meta_test_and_transfer_tune_on_seeds_disjoint_from_test_seeds():
   cfg = load_config("configs/mlrsnet_fmnist.py:small")
-  seen = []
-
-  def capture(task, methods, protocol, **kw):
-    seen.append(protocol)
-    raise StopIteration
-  monkeypatch.setattr(meta_job, "compare", capture)
-  meta_cfg = mlr_snet.config(hidden=4, num_classes=10, gamma=None,
-                              momentum=0.9, weight_decay=0.0)
-  theta = mlr_snet.CONTROLLER.init(jax.random.key(0), meta_cfg)
-  with pytest.raises(StopIteration):
-    meta_job._stage(cfg, mlp_task, cfg.test, theta, None, meta_cfg,
-                    tuple(cfg.test.schedules), True, "meta-test")
-  (p,) = seen
+  p = meta_train.meta_test_protocol(cfg.test)
   assert p.test_seeds == tuple(cfg.test.seeds)
   assert not set(p.tune_seeds) & set(p.test_seeds)
+  # Every transfer section of every shipped config: its protocol is built
+  # (Protocol refuses shared seeds) and its seeds are disjoint.
+  for path in ("mlrsnet_fmnist.py:small", "family_es.py:small",
+               "learned_lr.py:debug", "evaluate_transfer.py:small"):
+    c = load_config(f"configs/{path}")
+    for name in c.transfer.tasks:
+      q = section_protocol(c.transfer[name])
+      assert not set(q.tune_seeds) & set(q.test_seeds), (path, name)
 
 
 def test_single_task_meta_train_rejects_a_controller_it_cannot_train():

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import lrmeta.schedules as S
-from lrmeta.experiments import select_job, select_report
+from lrmeta.experiments import select_report
+from lrmeta.experiments.jobs import select as select_job
 from lrmeta.schedules import select
 
 

@@ -144,6 +144,27 @@ def _check_args(fn: str, initial_learning_rate, hyper_lr, structure: str,
                      min_lr_positive=True)
 
 
+def _factor_adam_step(f, mu_old, nu_old, d, *, hyper_lr, b1, b2, eps, bc1,
+                      bc2):
+  """One Adam step of a tensor's log-rate factors ``f`` along their
+  gradients ``d``: ``(factors, mu, nu, finite)``; a non-finite proposal
+  leaves the factors and moments unchanged."""
+  mu = jax.tree.map(lambda m, x: b1 * m + (1 - b1) * x, mu_old, d)
+  nu = jax.tree.map(lambda v, x: b2 * v + (1 - b2) * x * x, nu_old, d)
+  step = jax.tree.map(
+      lambda m, v: hyper_lr * (m / bc1) / (jnp.sqrt(v / bc2) + eps), mu, nu)
+  proposed = jax.tree.map(lambda a, s: a - s, f, step)
+  finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
+                              for x in jax.tree.leaves(proposed)]))
+
+  def keep(new, old):
+    # A non-finite hypergradient leaves this tensor's factors unchanged.
+    return jnp.where(finite, new, old)
+
+  return (jax.tree.map(keep, proposed, f), jax.tree.map(keep, mu, mu_old),
+          jax.tree.map(keep, nu, nu_old), finite)
+
+
 def scale_by_self_adaptive_lr(
     base: optax.GradientTransformation,
     initial_learning_rate: chex.Numeric = 1e-3,
@@ -219,25 +240,12 @@ def scale_by_self_adaptive_lr(
     for f, mu_old, nu_old, gi, di in zip(state.log_lr, state.mu, state.nu,
                                          g, prev):
       h = gi.astype(jnp.float32) * di.astype(jnp.float32)
-      d = _factor_grads(f, h)
-      mu = jax.tree.map(lambda m, x: hyper_b1 * m + (1 - hyper_b1) * x,
-                        mu_old, d)
-      nu = jax.tree.map(lambda v, x: hyper_b2 * v + (1 - hyper_b2) * x * x,
-                        nu_old, d)
-      step = jax.tree.map(
-          lambda m, v: hyper_lr * (m / bc1) / (jnp.sqrt(v / bc2) + hyper_eps),
-          mu, nu)
-      proposed = jax.tree.map(lambda a, s: a - s, f, step)
-      finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
-                                  for x in jax.tree.leaves(proposed)]))
-
-      def keep(new, old, finite=finite):
-        # A non-finite hypergradient leaves this tensor's factors unchanged.
-        return jnp.where(finite, new, old)
-
-      new_f.append(jax.tree.map(keep, proposed, f))
-      new_mu.append(jax.tree.map(keep, mu, mu_old))
-      new_nu.append(jax.tree.map(keep, nu, nu_old))
+      f1, mu, nu, finite = _factor_adam_step(
+          f, mu_old, nu_old, _factor_grads(f, h), hyper_lr=hyper_lr,
+          b1=hyper_b1, b2=hyper_b2, eps=hyper_eps, bc1=bc1, bc2=bc2)
+      new_f.append(f1)
+      new_mu.append(mu)
+      new_nu.append(nu)
       bad.append(~finite)
 
     direction, base_state = base.update(updates, state.base_state, params,

@@ -22,19 +22,20 @@ import textwrap
 # command -> (job module, one-line help, the config file it ships with,
 # an example command line).
 COMMANDS = {
-    "train": ("lrmeta.experiments.train_job",
+    "train": ("lrmeta.experiments.jobs.train",
               "train a task under one or more LR controllers",
               "configs/fashion_mnist.py",
               "lrmeta train --config configs/fashion_mnist.py:small "
               "--config.methods=\"('cosine', 'hd_sgd(hyper_lr=1e-3)')\""),
-    "select": ("lrmeta.experiments.select_job",
+    "select": ("lrmeta.experiments.jobs.select",
                "LRBench: select, compose and verify LR policies",
                "configs/lrbench_fashion_mnist.py",
                "lrmeta select --config configs/lrbench_fashion_mnist.py:small"
                " --config.selection.budget=200"),
-    "meta-train": ("lrmeta.experiments.meta_job",
-                   "meta-train a learned controller (MLR-SNet), then "
-                   "meta-test and transfer it",
+    "meta-train": ("lrmeta.experiments.jobs.meta_train",
+                   "meta-train a learned controller on one task or the "
+                   "task family (config key kind), then judge and transfer "
+                   "it",
                    "configs/mlrsnet_fmnist.py",
                    "lrmeta meta-train --config configs/mlrsnet_fmnist.py:debug"
                    " --config.meta.meta_steps=4"),
@@ -44,7 +45,7 @@ COMMANDS = {
                  "configs/rl_fmnist.py",
                  "lrmeta rl-train --config configs/rl_fmnist.py:debug "
                  "--config.algo=actor_critic"),
-    "evaluate": ("lrmeta.experiments.evaluate_job",
+    "evaluate": ("lrmeta.experiments.jobs.evaluate",
                  "apply a saved controller, frozen, to a task against "
                  "tuned schedules",
                  "configs/evaluate_transfer.py",

@@ -208,7 +208,7 @@ def changed_keys(a, b) -> set[str]:
 def task_config(dataset: str = "fashion_mnist", model: str = "small_cnn"
                 ) -> ml_collections.ConfigDict:
   """The ``task`` block every experiment config shares (read by
-  :func:`lrmeta.experiments.train_job.build_task`)."""
+  :func:`lrmeta.experiments.build.build_task`)."""
   t = ml_collections.ConfigDict()
   t.dataset = dataset
   t.model = model
@@ -254,19 +254,30 @@ def actor_critic_config(num_envs: int, episodes: int
   return a
 
 
-def _transfer_section(dataset: str, model: str, batch_size: int, steps: int,
-                      lr_grid: tuple[float, ...], num_val: int = 5000
-                      ) -> ml_collections.ConfigDict:
+def transfer_section(dataset: str, model: str, batch_size: int, steps: int,
+                     lr_grid: tuple[float, ...], num_val: int = 5000, *,
+                     max_train: int = 0, tune_seeds: tuple[int, ...] = (100,),
+                     test_seeds: tuple[int, ...] = tuple(range(1000, 1010)),
+                     baselines: tuple[str, ...] = (), eval_every: int = 0,
+                     eval_examples: int = 0, executor: str = "sequential"
+                     ) -> ml_collections.ConfigDict:
+  """One transfer section, the schema every ``transfer`` block shares (read
+  by :func:`lrmeta.experiments.transfer.transfer_stage`; the keys are
+  described there)."""
   t = ml_collections.ConfigDict()
   t.dataset = dataset
   t.model = model                # at its default widths
-  t.max_train = 0                # 0: the whole training split
+  t.max_train = max_train        # 0: the whole training split
   t.num_val = num_val
   t.batch_size = batch_size
   t.steps = steps
-  t.lr_grid = lr_grid
-  t.tune_seeds = (100,)
-  t.test_seeds = tuple(range(1000, 1010))
+  t.lr_grid = tuple(lr_grid)
+  t.tune_seeds = tuple(tune_seeds)
+  t.test_seeds = tuple(test_seeds)
+  t.baselines = tuple(baselines)  # (): lrmeta.protocol.DEFAULT_BASELINES
+  t.eval_every = eval_every      # 0: one evaluation at the end of a run
+  t.eval_examples = eval_examples  # 0: the whole test split
+  t.executor = executor          # "sequential" or "population"
   return t
 
 
@@ -288,7 +299,7 @@ def family_transfer_config(variant: str = "") -> ml_collections.ConfigDict:
   on the family, frozen, on the small CNN on full-size Fashion-MNIST
   (``cnn``) and ResNet-8 on the CIFAR-10 JPEG copy (``cifar``) against
   tuned baselines (read by
-  :func:`lrmeta.experiments.family_job.transfer_stage`).
+  :func:`lrmeta.experiments.transfer.transfer_stage`).
 
   Variants: ``""`` (GPU-sized), ``"small"`` (2 CPU cores: the CNN 400
   steps of batch 32, 10 paired seeds; ResNet-8 200 steps of batch 32 on
@@ -298,8 +309,8 @@ def family_transfer_config(variant: str = "") -> ml_collections.ConfigDict:
   c.enabled = True
   c.tasks = ("cnn", "cifar")
   grid = (0.025, 0.05, 0.1, 0.2, 0.4)
-  c.cnn = _transfer_section("fashion_mnist", "small_cnn", 128, 2000, grid)
-  c.cifar = _transfer_section("cifar10", "resnet8", 128, 4000, grid)
+  c.cnn = transfer_section("fashion_mnist", "small_cnn", 128, 2000, grid)
+  c.cifar = transfer_section("cifar10", "resnet8", 128, 4000, grid)
   if variant == "small":
     c.cnn.batch_size, c.cnn.steps, c.cnn.num_val = 32, 400, 2000
     c.cnn.lr_grid = (0.025, 0.05, 0.1, 0.2)

@@ -218,6 +218,13 @@ def method_list(key, value) -> None:
                         f"controller call or 'ckpt:PATH'")
 
 
+def section_name(key, value) -> None:
+  """A transfer section's name: an identifier (a key of ``transfer``)."""
+  if not (isinstance(value, str) and value.isidentifier()
+          and value not in ("enabled", "tasks")):
+    _fail(key, "names of sections of the 'transfer' block", value)
+
+
 def _task_rules(prefix: str) -> dict[str, Check]:
   return {f"{prefix}dataset": one_of(_datasets),
           f"{prefix}model": one_of(_models),
@@ -266,6 +273,7 @@ RULES: dict[str, Check] = {
     "selection.momentum": MOMENTUM,
     "selection.default": policy_spec,
     # meta-train
+    "kind": one_of(("task", "family")),
     "controller.name": one_of(_controllers),
     "controller.momentum": MOMENTUM,
     "controller.base_lr": RATE,
@@ -316,13 +324,11 @@ RULES: dict[str, Check] = {
     "test.lr_grid": GRID,
     "test.eval_every": COUNT,
     "test.eval_examples": COUNT0,
+    "meta.stages": sequence(text, nonempty=False,
+                            what="meta.perturb values, one per stage"),
     "transfer.enabled": flag,
-    **_task_rules("transfer.task."),
-    "transfer.steps": COUNT,
-    "transfer.seeds": SEEDS,
-    "transfer.lr_grid": GRID,
-    "transfer.eval_every": COUNT,
-    "transfer.eval_examples": COUNT0,
+    "transfer.tasks": sequence(section_name, nonempty=False,
+                               what="names of transfer sections"),
     # rl-train
     "algo": one_of(("ppo", "actor_critic")),
     "model.features": WIDTHS,
@@ -379,6 +385,8 @@ RULES: dict[str, Check] = {
     "transfer.batch_size": COUNT,
     "transfer.epochs": RATE,
     "transfer.schedules": SCHEDULES,
+    "transfer.lr_grid": GRID,
+    "transfer.eval_examples": COUNT0,
     "transfer.tune_seeds": SEEDS,
     "transfer.test_seeds": SEEDS,
     # rl-train over the task family
@@ -387,16 +395,26 @@ RULES: dict[str, Check] = {
     "env.decisions": COUNT,
     "meta.action": one_of(("discrete", "continuous")),  # the ES actor's head
     "controller.action": one_of(("discrete", "continuous")),
-    "transfer.tasks": sequence(one_of(("cnn", "cifar")), nonempty=False,
-                               what="transfer sections 'cnn', 'cifar'"),
-    **{f"transfer.{name}.{key}": rule
-       for name in ("cnn", "cifar")
-       for key, rule in (("dataset", one_of(_datasets)),
-                         ("model", one_of(_models)), ("max_train", COUNT0),
-                         ("num_val", COUNT), ("batch_size", COUNT),
-                         ("steps", COUNT), ("lr_grid", GRID),
-                         ("tune_seeds", SEEDS), ("test_seeds", SEEDS))},
+}
+
+# The keys of one transfer section (``transfer.<name>.<key>`` for every
+# name in ``transfer.tasks``; :mod:`lrmeta.experiments.transfer`).
+TRANSFER_SECTION_RULES: dict[str, Check] = {
+    "dataset": one_of(_datasets),
+    "model": one_of(_models),
+    "max_train": COUNT0,                      # 0: the whole training split
+    "num_val": COUNT,
+    "batch_size": COUNT,
+    "steps": COUNT,
+    "lr_grid": GRID,
+    "tune_seeds": SEEDS,
+    "test_seeds": SEEDS,
+    "baselines": sequence(baseline_name, nonempty=False,
+                          what="schedule names"),  # (): the defaults
+    "eval_every": COUNT0,                     # 0: once, at the end
+    "eval_examples": COUNT0,                  # 0: the whole test split
+    "executor": one_of(("sequential", "population")),
 }
 
 
-__all__ = ["RULES", "Check", "method_list"]
+__all__ = ["RULES", "TRANSFER_SECTION_RULES", "Check", "method_list"]

@@ -7,9 +7,11 @@ whole-run ES estimator :class:`lrmeta.meta.family_es.FamilyES` and the outer
 loop. Every ``meta.eval_every`` meta-steps (and before the first and after
 the last) the unperturbed ``theta`` is scored on a fixed set of validation
 instances (the meta-objective the results report: mean normalised final
-validation loss, 1 = the constant reference rate). Checkpoints go to
-``<out>/checkpoints/meta`` (a rerun resumes) and one line per meta-step to
-``meta_metrics.jsonl``.
+validation loss, 1 = the constant reference rate). It runs in the shared
+scaffold (:func:`lrmeta.experiments.meta_run.run_meta_training`:
+checkpoints under ``<out>/checkpoints/meta``, a rerun resumes, one line
+per meta-step in ``meta_metrics.jsonl``). ``meta.stages`` runs it in
+stages (:func:`meta_train_staged`).
 """
 
 from __future__ import annotations
@@ -18,23 +20,21 @@ import dataclasses
 import functools
 import json
 import pathlib
-import time
 from typing import Any, Callable
 
 import jax
+import ml_collections
 import numpy as np
-from tqdm.auto import tqdm
 
 from lrmeta import learned
 from lrmeta.controllers.rl_policy import PolicyConfig
 from lrmeta.experiments.config import ConfigError
-from lrmeta.experiments.meta_loop import read_trace
+from lrmeta.experiments.meta_run import run_meta_training
 from lrmeta.learned import hypergradient as hd_kind
 from lrmeta.learned import learned_schedule as ls_kind
 from lrmeta.learned import mlr_snet as mlr_kind
 from lrmeta.learned import rl_policy as rl_kind
-from lrmeta.meta import (MetaCheckpointer, MetaTrainer, default_meta_optimizer,
-                         meta_train)
+from lrmeta.meta import MetaTrainer, default_meta_optimizer
 from lrmeta.meta.family_es import FamilyES, es_cosine, validation_objective
 from lrmeta.rl.family import family_policy_config
 from lrmeta.tasks.family import Family, Instance
@@ -270,44 +270,29 @@ def meta_train_family(cfg, out: pathlib.Path, quiet: bool = False, *,
   trainer = MetaTrainer([est], default_meta_optimizer(
       cfg.meta.lr, cfg.meta.weight_decay), clip_norm=cfg.meta.clip_norm or None)
   total = int(cfg.meta.meta_steps)
-  ckpt = MetaCheckpointer(str(out / "checkpoints" / "meta"),
-                          cfg.meta.save_every)
-  start = ckpt.latest_step() or 0
-  log_path = out / "meta_metrics.jsonl"
-  if start == 0:
-    if log_path.exists():
-      log_path.unlink()
-    v0 = validation_objective(whole, theta0, val)
-    with open(log_path, "a") as f:
-      f.write(json.dumps({"meta_step": 0, "val_objective": v0}) + "\n")
-  bar = tqdm(total=total, initial=min(start, total), disable=quiet,
-             desc=f"meta-train {cfg.controller.name} (family ES)",
-             unit="meta-step", dynamic_ncols=True, leave=False)
 
-  def callback(state, metrics):
+  def row(state, metrics):
     step = int(state.step)
-    row = {"meta_step": step,
-           **{k: float(np.asarray(v)) for k, v in metrics.items()}}
+    record = {"meta_step": step,
+              **{k: float(np.asarray(v)) for k, v in metrics.items()}}
     if step % cfg.meta.eval_every == 0 or step == total:
-      row["val_objective"] = validation_objective(
+      record["val_objective"] = validation_objective(
           whole, jax.device_get(state.theta), val)
-    with open(log_path, "a") as f:
-      f.write(json.dumps(row) + "\n")
-    bar.update(1)
-    bar.set_postfix({"fitness": f"{row['meta_loss']:.4f}",
-                     **({"val": f"{row['val_objective']:.4f}"}
-                        if "val_objective" in row else {})})
+    return record
 
-  t0 = time.perf_counter()
-  state, _ = meta_train(trainer, theta0, jax.random.key(cfg.seed + 1), total,
-                        checkpointer=ckpt, callback=callback)
-  bar.close()
-  ckpt.close()
+  run = run_meta_training(
+      trainer, theta0, jax.random.key(cfg.seed + 1), total, out,
+      save_every=cfg.meta.save_every, quiet=quiet,
+      desc=f"meta-train {cfg.controller.name} (family ES)", row=row,
+      postfix=lambda r: {"fitness": f"{r['meta_loss']:.4f}",
+                         **({"val": f"{r['val_objective']:.4f}"}
+                            if "val_objective" in r else {})},
+      first_rows=lambda: [{"meta_step": 0, "val_objective":
+                           validation_objective(whole, theta0, val)}])
   return {"config": config, "theta0": theta0,
-          "theta": jax.device_get(state.theta),
-          "trace": read_trace(log_path), "es_cosine": cosine,
-          "shapes": shapes, "validation": val,
-          "seconds": time.perf_counter() - t0}
+          "theta": jax.device_get(run["state"].theta),
+          "trace": run["trace"], "es_cosine": cosine,
+          "shapes": shapes, "validation": val, "seconds": run["seconds"]}
 
 
 def objective_first_last(trace: list[dict]) -> tuple[float, float]:
@@ -316,7 +301,67 @@ def objective_first_last(trace: list[dict]) -> tuple[float, float]:
   return float(vals[0]), float(vals[-1])
 
 
+def meta_train_saved(cfg, folder: pathlib.Path, *, theta0: Any = None,
+                     quiet: bool = True) -> dict:
+  """One meta-training run (no held-out stage) into ``folder``, the
+  controller saved under ``folder / "controller"``; returns
+  :func:`meta_train_family`'s dict plus ``first`` / ``last`` validation
+  meta-objective."""
+  folder.mkdir(parents=True, exist_ok=True)
+  print(f"== meta-training {folder.name}", flush=True)
+  mt = meta_train_family(cfg, folder, quiet=quiet, theta0=theta0)
+  learned.save(str(folder / "controller"), mt["theta"], mt["config"])
+  first, last = objective_first_last(mt["trace"])
+  cos = "" if mt["es_cosine"] is None else f"; es_cosine {mt['es_cosine']:.3f}"
+  print(f"   validation meta-objective {first:.4f} -> {last:.4f} "
+        f"({mt['seconds']:.0f}s{cos})", flush=True)
+  return {**mt, "first": first, "last": last, "dir": str(folder)}
+
+
+def stage_steps(total: int, stages: int) -> tuple[int, ...]:
+  """``total`` meta-steps split over ``stages``: ``total // stages`` each,
+  the last stage the rest."""
+  return tuple([total // stages] * (stages - 1)
+               + [total - (stages - 1) * (total // stages)])
+
+
+def meta_train_staged(cfg, folder: pathlib.Path, *,
+                      quiet: bool = True) -> dict:
+  """Meta-training in the stages of ``cfg.meta.stages``: one ``meta.perturb``
+  value per stage (e.g. ``("knots", "")``: the knots alone, then every
+  parameter), ``meta.meta_steps`` split by :func:`stage_steps`, each stage
+  from the theta the previous one ended at, into ``folder / "stage<i>"``
+  (its controller saved there, :func:`meta_train_saved`). The ES signal
+  check (``meta.cosine_check``) runs in the first stage only.
+
+  Returns:
+    The last stage's :func:`meta_train_saved` dict with the first stage's
+    ``theta0``, ``first`` and ``es_cosine``, one ``trace`` over all stages
+    (meta-steps counted on) and the stages' ``seconds`` summed.
+  """
+  stages = tuple(cfg.meta.stages)
+  if not stages:
+    raise ValueError("config key 'meta.stages' is empty: name one "
+                     "meta.perturb value per stage, e.g. ('knots', '')")
+  runs, done, trace = [], 0, []
+  for i, (perturb, steps) in enumerate(
+      zip(stages, stage_steps(int(cfg.meta.meta_steps), len(stages)))):
+    c = ml_collections.ConfigDict(cfg.to_dict())
+    c.meta.perturb, c.meta.meta_steps = perturb, steps
+    c.meta.cosine_check = bool(cfg.meta.cosine_check) and i == 0
+    run = meta_train_saved(c, folder / f"stage{i + 1}", quiet=quiet,
+                           theta0=runs[-1]["theta"] if runs else None)
+    trace += [{**r, "meta_step": r["meta_step"] + done}
+              for r in run["trace"] if not runs or r["meta_step"] > 0]
+    done += steps
+    runs.append(run)
+  return {**runs[-1], "trace": trace, "first": runs[0]["first"],
+          "es_cosine": runs[0]["es_cosine"], "theta0": runs[0]["theta0"],
+          "seconds": sum(r["seconds"] for r in runs)}
+
+
 __all__ = ["DEFAULT_RL_ENV", "SETUPS", "Setup", "build_family", "make_estimator",
-           "meta_train_family", "objective_first_last", "optimizer_for_budget",
+           "meta_train_family", "meta_train_saved", "meta_train_staged",
+           "objective_first_last", "optimizer_for_budget",
            "parse_source", "perturbed_keys", "rl_policy_config",
            "rl_saved_config", "signals_for_budget", "training_shapes"]

@@ -2,9 +2,10 @@
 
 Builds the inner problem (a task trained by MLR-SNet-driven SGD), the
 estimator the config names (:func:`lrmeta.meta.make_estimator`) and the
-outer loop, checkpoints every ``meta.save_every`` meta-steps under
-``<out>/checkpoints/meta`` (a rerun of the same config resumes), logs one
-line per meta-step to ``meta_metrics.jsonl`` and saves theta snapshots at
+outer loop, and runs it in the shared scaffold
+(:func:`lrmeta.experiments.meta_run.run_meta_training`: checkpoints every
+``meta.save_every`` meta-steps, a rerun resumes, one line per meta-step in
+``meta_metrics.jsonl``); saves theta snapshots at
 1/3 and 2/3 of meta-training, or, for the authors' online look-ahead, after
 the first and half of the meta-steps (their epochs 1 and 100 of 200); the
 paper's meta-test protocol switches between them and the final theta.
@@ -12,20 +13,18 @@ paper's meta-test protocol switches between them and the final theta.
 
 from __future__ import annotations
 
-import json
 import pathlib
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from lrmeta import learned
 from lrmeta.controllers.mlr_snet import MLRSNetState
 from lrmeta.learned import mlr_snet as mlr
-from lrmeta.meta import (MetaCheckpointer, MetaTrainer, TaskProblem,
-                         default_meta_optimizer, make_estimator, meta_train)
+from lrmeta.experiments.meta_run import run_meta_training
+from lrmeta.meta import (MetaTrainer, TaskProblem, default_meta_optimizer,
+                         make_estimator)
 from lrmeta.tasks import Task
 from lrmeta.train import applied_learning_rate
 
@@ -90,17 +89,6 @@ def controller_gamma(opt_state) -> jax.Array:
   return found[0] if found else jnp.asarray(jnp.nan)
 
 
-def read_trace(path: pathlib.Path) -> list[dict]:
-  """The records of a ``meta_metrics.jsonl``, one per meta-step."""
-  # A run killed between checkpoints logged steps it then replays: keep the
-  # last record of each meta-step.
-  by_step = {}
-  for line in path.read_text().splitlines():
-    r = json.loads(line)
-    by_step[r["meta_step"]] = r
-  return [by_step[s] for s in sorted(by_step)]
-
-
 def meta_train_controller(cfg, task: Task, out: pathlib.Path,
                           quiet: bool = False) -> dict:
   """Meta-trains MLR-SNet from its default initialisation (resumable).
@@ -121,52 +109,38 @@ def meta_train_controller(cfg, task: Task, out: pathlib.Path,
                                                cfg.meta.weight_decay),
                         clip_norm=cfg.meta.clip_norm or None)
   total = num_meta_steps(cfg)
-  ckpt = MetaCheckpointer(str(out / "checkpoints" / "meta"),
-                          cfg.meta.save_every)
-  start = ckpt.latest_step() or 0
-  log_path = out / "meta_metrics.jsonl"
-  if start == 0 and log_path.exists():
-    log_path.unlink()
   fractions = snapshot_fractions(cfg)
   marks: dict[int, list[str]] = {}
   for i, f in enumerate(fractions):  # short runs may put two on one step
     marks.setdefault(max(1, int(f * total)), []).append(f"s{i}")
   snap_dir = out / "checkpoints" / "snapshots"
-  bar = tqdm(total=total, initial=min(start, total), disable=quiet,
-             desc=f"meta-train ({cfg.meta.estimator})", unit="meta-step",
-             dynamic_ncols=True, leave=False)
   inner_lr = jax.jit(jax.vmap(lambda s: applied_learning_rate(s.opt_state)))
   inner_gamma = jax.jit(jax.vmap(lambda s: controller_gamma(s.opt_state)))
 
-  def callback(state, metrics):
+  def row(state, metrics):
     step = int(state.step)
     inner = state.estimator_states[0].inner
     if cfg.meta.estimator == "pes":  # [P, 2N] runs: report the first
       inner = jax.tree.map(lambda x: x[:, 0], inner)
-    row = {"meta_step": step,
-           **{k: float(np.asarray(v)) for k, v in metrics.items()},
-           "inner_lr_last": float(np.mean(inner_lr(inner))),
-           "inner_gamma": float(np.mean(inner_gamma(inner)))}
-    with open(log_path, "a") as f:
-      f.write(json.dumps(row) + "\n")
     for name in marks.get(step, []):
       learned.save(str(snap_dir / name), jax.device_get(state.theta),
                    {**plain, "meta_step": step})
-    bar.update(1)
-    bar.set_postfix({"meta_loss": f"{row['meta_loss']:.4f}",
-                     "lr": f"{row['inner_lr_last']:.3g}",
-                     "diverged": int(row["diverged"])})
+    return {"meta_step": step,
+            **{k: float(np.asarray(v)) for k, v in metrics.items()},
+            "inner_lr_last": float(np.mean(inner_lr(inner))),
+            "inner_gamma": float(np.mean(inner_gamma(inner)))}
 
-  t0 = time.perf_counter()
-  state, _ = meta_train(trainer, theta0, jax.random.key(cfg.seed + 1), total,
-                        checkpointer=ckpt, callback=callback)
-  bar.close()
-  ckpt.close()
-  seconds = time.perf_counter() - t0
-  theta = jax.device_get(state.theta)
+  run = run_meta_training(
+      trainer, theta0, jax.random.key(cfg.seed + 1), total, out,
+      save_every=cfg.meta.save_every, quiet=quiet,
+      desc=f"meta-train ({cfg.meta.estimator})", row=row,
+      postfix=lambda r: {"meta_loss": f"{r['meta_loss']:.4f}",
+                         "lr": f"{r['inner_lr_last']:.3g}",
+                         "diverged": int(r["diverged"])})
+  theta = jax.device_get(run["state"].theta)
   snaps = []
   if cfg.meta.snapshots:
     snaps = [learned.load(str(snap_dir / f"s{i}")).theta
              for i in range(len(fractions))] + [theta]
   return {"theta0": theta0, "theta": theta, "snapshots": snaps,
-          "trace": read_trace(log_path), "seconds": seconds}
+          "trace": run["trace"], "seconds": run["seconds"]}

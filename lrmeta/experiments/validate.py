@@ -21,7 +21,8 @@ from __future__ import annotations
 import os
 
 from lrmeta.experiments.config import ConfigError, flatten
-from lrmeta.experiments.config_rules import RULES, method_list
+from lrmeta.experiments.config_rules import (RULES, TRANSFER_SECTION_RULES,
+                                            method_list)
 
 
 # -- checks across keys, and against the disk -------------------------------------
@@ -91,8 +92,6 @@ def config_datasets(flat: dict) -> list[tuple[str, str | None]]:
   uses_transfer = flat.get("transfer.enabled", False)
   if "task.dataset" in flat:
     add(flat["task.dataset"], flat.get("task.data_dir"))
-  if uses_transfer and "transfer.task.dataset" in flat:
-    add(flat["transfer.task.dataset"], flat.get("transfer.task.data_dir"))
   if uses_transfer and "transfer.dataset" in flat:
     add(flat["transfer.dataset"])
   for name in flat.get("transfer.tasks", ()) if uses_transfer else ():
@@ -121,23 +120,70 @@ def check_data(flat: dict) -> dict:
   return out
 
 
-# The controllers `lrmeta meta-train` trains on a single task (a config
-# without a ``family`` section); the others train on the task family only.
+# The controllers `lrmeta meta-train` trains on a single task (``kind =
+# "task"``); the others train on the task family only (``kind = "family"``).
 SINGLE_TASK_CONTROLLERS = ("mlr_snet",)
+# What `lrmeta meta-train` trains on (config key ``kind``) and the config
+# section each kind reads.
+META_TRAIN_KINDS = {"task": "task", "family": "family"}
 
 
-def _single_task_controller(flat: dict, command: str | None) -> None:
-  """Rejects a ``controller.name`` the single-task meta-train path cannot
-  train (it would otherwise train MLR-SNet under another name)."""
+def check_meta_train_kind(flat: dict) -> None:
+  """A meta-train config says what it trains on (``kind``, ``"task"`` or
+  ``"family"``), has the section that kind reads, and on a single task
+  names a controller that path trains (it would otherwise train MLR-SNet
+  under another name)."""
+  kind = flat.get("kind")
+  if kind not in META_TRAIN_KINDS:
+    raise ConfigError(
+        f"config key 'kind' must be one of {tuple(META_TRAIN_KINDS)} for "
+        f"`lrmeta meta-train` (a single task, e.g. configs/mlrsnet_fmnist.py,"
+        f" or the task family, e.g. configs/family_es.py), got {kind!r}")
+  section = META_TRAIN_KINDS[kind]
+  if not any(k.startswith(section + ".") for k in flat):
+    raise ConfigError(f"config key 'kind' is {kind!r}, but the config has "
+                      f"no {section!r} section")
   name = flat.get("controller.name")
-  family = any(k.startswith("family.") for k in flat)
-  if (command in (None, "meta-train") and name is not None and not family
-      and "meta.estimator" in flat and name not in SINGLE_TASK_CONTROLLERS):
+  if kind == "task" and name not in SINGLE_TASK_CONTROLLERS:
     raise ConfigError(
         f"config key 'controller.name': {name!r} is meta-trained on the "
-        f"task family only (a config with a 'family' section, e.g. "
-        f"configs/learned_lr.py); on a single task `lrmeta meta-train` "
-        f"trains {SINGLE_TASK_CONTROLLERS}")
+        f"task family only (kind = 'family', e.g. configs/learned_lr.py); "
+        f"on a single task `lrmeta meta-train` trains "
+        f"{SINGLE_TASK_CONTROLLERS}")
+
+
+def rule_of(flat: dict, key: str):
+  """The rule of a (flattened) config key: :data:`RULES`'s, or for a key
+  ``transfer.<section>.<k>`` of a transfer section,
+  :data:`TRANSFER_SECTION_RULES`'s."""
+  del flat  # every section is checked, listed in transfer.tasks or not
+  if key in RULES:
+    return RULES[key]
+  parts = key.split(".")
+  if len(parts) == 3 and parts[0] == "transfer":
+    return TRANSFER_SECTION_RULES.get(parts[2])
+  return None
+
+
+def check_transfer_sections(flat: dict, command: str | None = None
+                            ) -> None:
+  """The ``transfer`` block of ``lrmeta meta-train`` and ``lrmeta
+  evaluate`` names its sections (``transfer.tasks``), and every section it
+  names exists with every key of the schema
+  (:func:`lrmeta.experiments.config.transfer_section`)."""
+  if command in ("meta-train", "evaluate") and "transfer.tasks" not in flat:
+    raise ConfigError(
+        "config key 'transfer.tasks' is missing: a transfer block holds "
+        "'enabled', 'tasks' (section names) and one section per name, built "
+        "by lrmeta.experiments.config.transfer_section")
+  for name in flat.get("transfer.tasks", ()):
+    missing = [k for k in TRANSFER_SECTION_RULES
+               if f"transfer.{name}.{k}" not in flat]
+    if missing:
+      raise ConfigError(
+          f"config key 'transfer.tasks' names section {name!r}, which lacks "
+          f"keys {missing} (build it with lrmeta.experiments.config."
+          f"transfer_section)")
 
 
 def validate(cfg, command: str | None = None) -> dict:
@@ -152,7 +198,7 @@ def validate(cfg, command: str | None = None) -> dict:
   flat = flatten(cfg)
   for imports in (False, True):
     for key, value in flat.items():
-      rule = RULES.get(key)
+      rule = rule_of(flat, key)
       if rule is not None and getattr(rule, "imports", False) == imports:
         rule(key, value)
   _multiple(flat, "env.total_steps", "env.steps_per_action")
@@ -160,7 +206,9 @@ def validate(cfg, command: str | None = None) -> dict:
     _multiple(flat, "meta.horizon", "meta.window")
   if flat.get("meta.estimator") == "lookahead":
     _multiple(flat, "meta.horizon", "meta.every")
-  _single_task_controller(flat, command)
+  check_transfer_sections(flat, command)
+  if command == "meta-train":
+    check_meta_train_kind(flat)
   if isinstance(flat.get("controller"), str) or command == "evaluate":
     check_controller_dir(flat.get("controller", ""))
   if "methods" in flat:
@@ -169,4 +217,5 @@ def validate(cfg, command: str | None = None) -> dict:
 
 
 __all__ = ["RULES", "ConfigError", "check_controller_dir", "check_data",
-           "check_methods", "config_datasets", "validate"]
+           "check_meta_train_kind", "check_methods", "config_datasets",
+           "validate"]

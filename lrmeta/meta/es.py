@@ -27,15 +27,7 @@ import jax.numpy as jnp
 
 from lrmeta.meta.estimator_base import (EstimatorState, Theta, _Estimator,
                                         _masked_mean, _metrics, _where)
-
-
-def _normal_like(key: jax.Array, theta: Theta, n: int) -> Theta:
-  """``n`` standard normal draws shaped like ``theta``, stacked on axis 0."""
-  leaves, treedef = jax.tree.flatten(theta)
-  keys = jax.random.split(key, len(leaves))
-  return treedef.unflatten([
-      jax.random.normal(k, (n,) + jnp.shape(x), jnp.result_type(x))
-      for k, x in zip(keys, leaves)])
+from lrmeta.meta.noise import normal_like
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +100,7 @@ class _Antithetic(_Estimator):
         jnp.arange(self.num_tasks))
 
     def member(s, xi, k):
-      eps = _normal_like(k, theta, n)
+      eps = normal_like(k, theta, n)
       direction = eps if xi is None else jax.tree.map(jnp.add, xi, eps)
       thetas = jax.tree.map(lambda t, e: jnp.concatenate(
           [t + sigma * e, t - sigma * e]), theta, eps)

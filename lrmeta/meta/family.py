@@ -99,8 +99,11 @@ def train_group(instances: Sequence[Instance], make_optimizer: MakeOptimizer,
 
 
 def final_val_losses(instances: Sequence[Instance],
-                     make_optimizer: MakeOptimizer,
-                     hparams: Sequence[Any] | None = None) -> np.ndarray:
+                     make_optimizer: MakeOptimizer | None,
+                     hparams: Sequence[Any] | None = None, *,
+                     stacked: Any = None,
+                     program: Callable[[Instance], tuple] | None = None
+                     ) -> np.ndarray:
   """Final validation losses of any instances, one vmapped program per shape.
 
   Runs :func:`group_val_loss_fn` for each shape, so repeated calls with the
@@ -110,15 +113,26 @@ def final_val_losses(instances: Sequence[Instance],
     instances: instances of any shapes.
     make_optimizer: ``hparams_i -> optax transformation``.
     hparams: one pytree per instance (``None``: ``make_optimizer(None)``).
+    stacked: instead of ``hparams``, one pytree whose leaves hold one row
+      per instance (``[len(instances), ...]``).
+    program: ``shape -> (scored shape, make_optimizer, signals)``: how the
+      runs of one shape are built and scored (``None``: the shape itself,
+      ``make_optimizer``, the minibatch loss), e.g. a budget-dependent
+      controller scored after a truncation.
 
   Returns:
     ``float[len(instances)]`` in the order of ``instances``.
   """
   out = np.full((len(instances),), np.nan)
   for shape, idx in group_by_shape(instances).items():
-    h = None if hparams is None else jax.tree.map(
-        lambda *x: jnp.stack(x), *[hparams[i] for i in idx])
-    losses = group_val_loss_fn(shape, make_optimizer)(
+    if stacked is not None:
+      h = jax.tree.map(lambda x: jnp.asarray(x[idx]), stacked)
+    else:
+      h = None if hparams is None else jax.tree.map(
+          lambda *x: jnp.stack(x), *[hparams[i] for i in idx])
+    scored, make, signals = (program(shape) if program is not None
+                             else (shape, make_optimizer, None))
+    losses = group_val_loss_fn(scored, make, signals)(
         h, group_keys([instances[i] for i in idx]))
     out[idx] = np.asarray(losses)
   return out

@@ -56,7 +56,8 @@ from tqdm.auto import tqdm
 
 from lrmeta.meta import family as runs
 from lrmeta.meta.estimators import EstimatorState
-from lrmeta.tasks.family import HELD_OUT_SEED_BASE, Instance, group_by_shape
+from lrmeta.meta.noise import host_normal_like
+from lrmeta.tasks.family import HELD_OUT_SEED_BASE, Instance
 
 Theta = Any
 # theta -> Optax transformation, for one budget.
@@ -74,14 +75,9 @@ SignalsForBudget = Callable[[int], Any]
 VALIDATION_SEED_BASE = HELD_OUT_SEED_BASE // 2
 
 
-def tree_normal(key: jax.Array, theta: Theta, n: int) -> Theta:
-  """``n`` standard normal draws shaped like ``theta`` (float64 numpy,
-  stacked on axis 0)."""
-  leaves, treedef = jax.tree.flatten(theta)
-  keys = jax.random.split(key, len(leaves))
-  return treedef.unflatten([
-      np.asarray(jax.random.normal(k, (n,) + np.shape(x)), np.float64)
-      for k, x in zip(keys, leaves)])
+# ``n`` standard normal draws shaped like ``theta`` (float64 numpy, stacked
+# on axis 0): the one ES noise draw of :mod:`lrmeta.meta.noise`.
+tree_normal = host_normal_like
 
 
 def tree_cosine(a: Theta, b: Theta) -> float:
@@ -258,16 +254,19 @@ class FamilyES:
               ) -> np.ndarray:
     """Final validation losses; ``thetas`` leaves ``[len(instances), ...]``
     (one theta per run), grouped into one program per shape."""
-    out = np.full((len(instances),), np.nan)
-    for shape, idx in group_by_shape(instances).items():
-      make = _for_budget(self.optimizer_for_budget, shape.num_steps)
-      signals = (None if self.signals_for_budget is None else
-                 _for_budget(self.signals_for_budget, shape.num_steps))
-      h = jax.tree.map(lambda x: jnp.asarray(x[idx], jnp.float32), thetas)
-      losses = runs.group_val_loss_fn(self._scored(shape), make, signals)(
-          h, runs.group_keys([instances[i] for i in idx]))
-      out[idx] = np.asarray(losses)
-    return out
+    return runs.final_val_losses(
+        instances, None, stacked=jax.tree.map(
+            lambda x: np.asarray(x, np.float32), thetas),
+        program=self._program)
+
+  def _program(self, shape: Instance):
+    """How a shape's runs are built and scored (for
+    :func:`lrmeta.meta.family.final_val_losses`): the scored run, the
+    optimizer and the signals of its budget."""
+    make = _for_budget(self.optimizer_for_budget, shape.num_steps)
+    signals = (None if self.signals_for_budget is None else
+               _for_budget(self.signals_for_budget, shape.num_steps))
+    return self._scored(shape), make, signals
 
   def _scored(self, instance: Instance) -> Instance:
     """The run that is scored: the instance, cut at ``truncate`` steps."""

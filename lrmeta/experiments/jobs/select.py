@@ -21,7 +21,7 @@ import numpy as np
 
 from lrmeta.experiments import results as res
 from lrmeta.experiments import select_report
-from lrmeta.experiments.train_job import build_task
+from lrmeta.experiments.build import build_task
 from lrmeta.protocol import paired_difference, verdict
 from lrmeta.protocol.scoring import diverged_to_worst
 from lrmeta.schedules import select
