@@ -16,7 +16,11 @@ instances and after transfer.
 
 The last line is JSON with ``meta_objective_first`` / ``meta_objective_last``
 (per seed), ``es_cosine``, ``heldout_vs_family_cosine``,
-``heldout_vs_instance_cosine``, ``transfer_cnn_vs_cosine`` and
+``heldout_vs_instance_cosine``, ``heldout_vs_best_hand_family`` (against
+the default baseline with the best family-tuned validation score),
+``heldout_vs_best_hand_instance`` (against the per-instance oracle: per
+shape, the baseline with the best validation score;
+:func:`lrmeta.protocol.headroom.versus_hand`), ``transfer_cnn_vs_cosine`` and
 ``transfer_cifar_vs_cosine`` (``{"mean", "ci_low", "ci_high"}`` in
 test-accuracy points, learned minus cosine), the ablations and timings.
 
@@ -39,6 +43,7 @@ import numpy as np
 from lrmeta.experiments import evaluate_job, family_job
 from lrmeta.experiments import results as res
 from lrmeta.protocol import family_differences
+from lrmeta.protocol.headroom import versus_hand
 from lrmeta.experiments.config import load_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -177,6 +182,7 @@ def main(argv=None) -> None:
     d = family_differences(results, (name, how), ("cosine", how))["pooled"]
     summary[f"heldout_vs_{how}_cosine"] = family_job.interval(d["acc"])
     summary[f"heldout_vs_{how}_cosine_loss"] = family_job.interval(d["loss"])
+  summary.update(versus_hand(results, name))  # best hand schedule (validation)
   summary["family_lr"] = {n: r.family_lr for n, r in results.items()}
   others = [(name, "family"), (name, "instance"), (fixed_name, "family")] + [
       (b, how) for b in ("constant", "step", "warmup_cosine")
