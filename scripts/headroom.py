@@ -6,8 +6,10 @@ intervals over (shape, seed) pairs.
   python scripts/headroom.py --config configs/headroom.py
   python scripts/headroom.py --config configs/headroom.py:long
 
-Writes ``headroom.md`` and ``summary.json`` into the config's
-``output_dir``; the last line printed is the summary as JSON.
+Writes ``headroom.md``, ``summary.json`` and ``results.pkl`` (every
+schedule's :class:`~lrmeta.protocol.FamilyResult`, which
+``scripts/pretrained_card.py --baselines`` pairs a controller against) into
+the config's ``output_dir``; the last line printed is the summary as JSON.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import pickle
 import sys
 import time
 
@@ -101,6 +104,8 @@ def main(argv=None) -> None:
              "seconds": time.perf_counter() - t0}
   md = table(summary)
   (out / "headroom.md").write_text(md + "\n")
+  with open(out / "results.pkl", "wb") as f:
+    pickle.dump({"shapes": shapes, "protocol": prot, "results": results}, f)
   (out / "summary.json").write_text(json.dumps(summary, indent=1,
                                                default=float))
   print(md, flush=True)
