@@ -57,7 +57,7 @@ def get_config(variant=None):
     c.widen.axes = (variant,)
   elif variant == "adam":
     c.optimizer = "adam"
-    c.test.grid_low = 0.000625
+    c.test.grid_low = 0.0025
   elif variant == "mixed":
     c.sources = ("fashion_mnist:7",)
     c.widen.axes = ("none", "noise", "small_data")

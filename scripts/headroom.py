@@ -74,12 +74,19 @@ def table(summary: dict) -> str:
                  f" | {fmt(d)} |")
   lines.append(f"| **pooled** ({summary['pooled']['n']} pairs) | | "
                f"**{fmt(summary['pooled'])}** |")
+  up = summary["test_chosen"]
+  lines += ["", f"Oracle chosen on the test runs (an upper bound): "
+            f"{fmt(up['pooled'])} pooled; per shape "
+            + ", ".join(f"`{up['instance_choice'][s]}` {fmt(d)}"
+                        for s, d in up["per_instance"].items()) + "."]
   return "\n".join(lines)
 
 
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--config", default=str(ROOT / "configs" / "headroom.py"))
+  p.add_argument("--reuse", action="store_true", help="tabulate the runs "
+                 "of output_dir/results.pkl again instead of training")
   args, overrides = p.parse_known_args(argv)
   cfg = load_config(args.config)
   cfg = apply_overrides(cfg, overrides)
@@ -93,9 +100,14 @@ def main(argv=None) -> None:
   print(f"{len(shapes)} shapes x {len(methods)} schedules x "
         f"{cfg.test.num_seeds} test seeds ({cfg.optimizer})", flush=True)
   prot = protocol(fcfg)
-  results = compare_family(shapes, methods, prot, quiet=True,
-                           log=lambda s: print(s, flush=True))
+  if args.reuse:  # the same config's runs, read back
+    with open(out / "results.pkl", "rb") as f:
+      results = pickle.load(f)["results"]
+  else:
+    results = compare_family(shapes, methods, prot, quiet=True,
+                             log=lambda s: print(s, flush=True))
   h = headroom(results, list(cfg.schedules))
+  h["test_chosen"] = headroom(results, list(cfg.schedules), on="test")
   summary = {"config": args.config, "optimizer": cfg.optimizer,
              "backend": jax.default_backend(), **h,
              "family_lr": {n: r.family_lr for n, r in results.items()},
