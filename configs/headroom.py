@@ -12,7 +12,9 @@ The held-out shapes are those of ``family`` (``configs/learned_lr.py:small``:
 3 sources x {16x16 MLP at 100 steps, 64x64 at 400, 16 at 200}, batch 64);
 the widened variants change them along one axis each (``widen``), and
 ``mixed`` puts the Fashion-MNIST 7x7 shapes as they are, with 50 % label
-noise and on 1,000 images side by side (9 shapes). The widened variants
+noise and on 1,000 images side by side (9 shapes); ``long`` runs the
+Fashion-MNIST 7x7 shapes at 4x their budgets (400-1,600 steps) with
+constant, cosine, linear decay and WSD at 10, 30 and 50 %. The widened variants
 judge the default baselines plus WSD at decay fractions 0.1, 0.3 and 0.5
 (9 schedules); the family as measured all of
 :data:`lrmeta.protocol.headroom.HAND_SCHEDULES` (11). Every schedule has its peak rate tuned on ``test.num_tune_seeds`` tune seeds (grid
@@ -55,6 +57,9 @@ def get_config(variant=None):
     c.schedules = HAND_SCHEDULES[:9]
   if variant in ("long", "noise", "small_data"):
     c.widen.axes = (variant,)
+  if variant == "long":  # 4x the cost per shape: fewer shapes and schedules
+    c.sources = ("fashion_mnist:7",)
+    c.schedules = ("constant", "cosine", "linear", *HAND_SCHEDULES[6:9])
   elif variant == "adam":
     c.optimizer = "adam"
     c.test.grid_low = 0.0025

@@ -31,8 +31,8 @@ from lrmeta.experiments.family_loop import build_family, objective_first_last
 from lrmeta.experiments.meta_loop import read_trace
 from lrmeta.pretrained import cards
 from lrmeta.protocol import DEFAULT_BASELINES, compare_family, differences
-from lrmeta.protocol.headroom import hand_methods, versus_hand
-from lrmeta.protocol.stats import interval
+from lrmeta.protocol.headroom import HAND_SCHEDULES, hand_methods, versus_hand
+from lrmeta.protocol.stats import interval, versus_best
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -59,9 +59,28 @@ def heldout_run(saved, args) -> dict:
   methods[name] = tuned_controller_method(saved.config, saved.theta)
   results.update(compare_family(shapes, methods, prot, quiet=True,
                                 log=lambda s: print(s, flush=True)))
-  v = versus_hand(results, name, DEFAULT_BASELINES)
-  cos = interval(differences(results, (name, "family"),
-                             ("cosine", "family"))["pooled"]["acc"])
+  hands = [n for n in HAND_SCHEDULES if n in results]
+  rows = {}
+  sets = [list(DEFAULT_BASELINES)] + (
+      [hands] if len(hands) > len(DEFAULT_BASELINES) else [])
+  for names in sets:
+    v = versus_hand(results, name, names)
+    which = (f"the {len(names)} hand schedules" if names is hands
+             else "the default baselines")
+    rows.update({
+        f"{name} (family base) - best of {which} tuned for the family, "
+        f"chosen on validation ({v['heldout_best_hand_family']})":
+            v["heldout_vs_best_hand_family"],
+        f"{name} (per-instance base) - per-instance oracle among {which}":
+            v["heldout_vs_best_hand_instance"],
+        f"per-instance oracle among {which} - the best of them tuned for "
+        f"the family (headroom)": v["heldout_headroom"]})
+  for how in ("family", "instance"):
+    b = versus_best(results, name, DEFAULT_BASELINES, how)
+    rows[f"{name} ({how} base) - best default baseline tuned per {how}, "
+         f"chosen on the test runs ({b['baseline']})"] = interval(b)
+  rows[f"{name} (family base) - cosine (family)"] = interval(differences(
+      results, (name, "family"), ("cosine", "family"))["pooled"]["acc"])
   return {"note": (
       f"{len(shapes)} held-out shapes of {args.family} x "
       f"{len(prot.test_seeds)} paired test seeds (seeds "
@@ -69,17 +88,8 @@ def heldout_run(saved, args) -> dict:
       f"schedules' peak, the controller's base) tuned on tune seeds "
       f"{prot.tune_seeds} over {prot.lr_grid[0]:g} * sqrt(2)**k (widened "
       f"at an edge), per instance and once for the family; hand schedules "
-      f"{', '.join(DEFAULT_BASELINES)} on {args.optimizer}, the best chosen "
-      f"on validation."),
-      "rows": {
-          f"{name} (family base) - best hand schedule tuned for the family "
-          f"({v['heldout_best_hand_family']})":
-              v["heldout_vs_best_hand_family"],
-          f"{name} (per-instance base) - per-instance oracle among the hand "
-          f"schedules": v["heldout_vs_best_hand_instance"],
-          "per-instance oracle - best family-tuned hand schedule "
-          "(headroom)": v["heldout_headroom"],
-          f"{name} (family base) - cosine (family)": cos},
+      f"on {args.optimizer}: {', '.join(hands)}."),
+      "rows": rows,
       "family_lr": {n: r.family_lr for n, r in results.items()}}
 
 
