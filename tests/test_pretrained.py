@@ -73,3 +73,21 @@ def test_as_a_method():
   m = build_method("pretrained:learned_schedule_sgd", num_steps=100)
   assert not m.tune
   assert m.make_optimizer(None) is not None
+
+
+def test_untrained_adam_schedule_is_adam():
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from lrmeta.controllers import (init_learned_schedule_params,
+                                  learned_schedule_adam)
+  tx = learned_schedule_adam(init_learned_schedule_params(jax.random.key(0)),
+                             0.002, 50)
+  ref = optax.adam(0.002)
+  p = jnp.ones(3)
+  s, r = tx.init(p), ref.init(p)
+  for i in range(5):
+    g = jnp.asarray([0.1, -0.3, 2.0]) * (i + 1)
+    u, s = tx.update(g, s, p, value=jnp.float32(1.0 + i))
+    v, r = ref.update(g, r, p)
+    np.testing.assert_array_equal(u, v)
