@@ -30,8 +30,9 @@ def get_config(variant=None):
   # "warmup_cosine" / "linear" / "wsd" at peak `learning_rate`, with options
   # such as "wsd(decay_fraction=0.3)", any LRBench policy spec such as
   # "tri2(k0=0.01, k1=0.1, l=100)", an online controller such as
-  # "hd_sgd(initial_learning_rate=0.005, hyper_lr=1e-3)", or "ckpt:PATH"
-  # for a saved meta-trained / RL-trained controller.
+  # "hd_sgd(initial_learning_rate=0.005, hyper_lr=1e-3)", "ckpt:PATH"
+  # for a saved meta-trained / RL-trained controller, or "pretrained:NAME"
+  # for a controller shipped with lrmeta (lrmeta.pretrained.names()).
   c.methods = ("constant", "step", "cosine", "warmup_cosine", "linear", "wsd")
   c.learning_rate = 0.05
 

@@ -17,7 +17,11 @@ instances and after transfer.
 
 The last line is JSON with ``meta_objective_first`` / ``meta_objective_last``
 (per seed), ``es_cosine``, ``heldout_vs_family_cosine``,
-``heldout_vs_instance_cosine``, ``transfer_cnn_vs_cosine`` and
+``heldout_vs_instance_cosine``, ``heldout_vs_best_hand_family`` (against
+the default baseline with the best family-tuned validation score),
+``heldout_vs_best_hand_instance`` (against the per-instance oracle: per
+shape, the baseline with the best validation score;
+:func:`lrmeta.protocol.headroom.versus_hand`), ``transfer_cnn_vs_cosine`` and
 ``transfer_cifar_vs_cosine`` (``{"mean", "ci_low", "ci_high"}`` in
 test-accuracy points, learned minus cosine), the ablations and timings.
 
@@ -45,6 +49,7 @@ from lrmeta.experiments.heldout import controller_at
 from lrmeta.experiments.transfer import (stage_summary, transfer_note,
                                          transfer_stage)
 from lrmeta.protocol import disjoint_tune_seeds, family_differences, interval
+from lrmeta.protocol.headroom import versus_hand
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAME = "learned schedule"
@@ -158,6 +163,7 @@ def main(argv=None) -> None:
     d = family_differences(results, (name, how), ("cosine", how))["pooled"]
     summary[f"heldout_vs_{how}_cosine"] = interval(d["acc"])
     summary[f"heldout_vs_{how}_cosine_loss"] = interval(d["loss"])
+  summary.update(versus_hand(results, name))  # best hand schedule (validation)
   summary["family_lr"] = {n: r.family_lr for n, r in results.items()}
   others = [(name, "family"), (name, "instance"), (fixed_name, "family")] + [
       (b, how) for b in ("constant", "step", "warmup_cosine")

@@ -24,7 +24,7 @@ from lrmeta.controllers.hypergradient import (HypergradientState, hd_adam,
                                               scale_by_hypergradient)
 from lrmeta.controllers.learned_schedule import (
     LearnedScheduleState, init_learned_schedule_params,
-    learned_schedule_scale, learned_schedule_sgd)
+    learned_schedule_adam, learned_schedule_scale, learned_schedule_sgd)
 from lrmeta.controllers.mlr_snet import (MLRSNetState, compute_gamma,
                                          init_mlr_snet_params, mlr_snet,
                                          mlr_snet_sgd)
@@ -39,7 +39,8 @@ __all__ = ["HypergradientState", "LearnedScheduleState", "MLRSNetState",
            "PolicyConfig", "RLPolicyState", "SelfAdaptiveState",
            "compute_gamma", "hd_adam", "hd_sgd", "hd_sgdn", "init_actor",
            "init_learned_schedule_params", "init_mlr_snet_params",
-           "learned_schedule_scale", "learned_schedule_sgd",
+           "learned_schedule_adam", "learned_schedule_scale",
+           "learned_schedule_sgd",
            "learning_rate_tree", "mlr_snet", "mlr_snet_sgd", "rl_lr_policy",
            "rl_lr_sgd", "scale_by_hypergradient", "scale_by_self_adaptive_lr",
            "self_adaptive_adam", "self_adaptive_sgd"]

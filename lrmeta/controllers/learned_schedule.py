@@ -295,6 +295,24 @@ def learned_schedule_sgd(theta: Theta, learning_rate: float, num_steps: int,
                              short_decay=short_decay, long_decay=long_decay))
 
 
+def learned_schedule_adam(theta: Theta, learning_rate: float,
+                          num_steps: int, *, b1: float = 0.9,
+                          b2: float = 0.999, eps: float = 1e-8,
+                          bound: float = 1.0, use_feedback: bool = True,
+                          short_decay: float = SHORT_DECAY,
+                          long_decay: float = LONG_DECAY
+                          ) -> optax.GradientTransformationExtraArgs:
+  """Adam (``optax.scale_by_adam``) at the learned schedule's rate: with
+  all knots and the feedback output zero it is ``optax.adam(learning_rate,
+  b1, b2, eps)``. Arguments as :func:`learned_schedule_scale`."""
+  return optax.chain(
+      optax.scale_by_adam(b1=b1, b2=b2, eps=eps), optax.scale(-1.0),
+      learned_schedule_scale(theta, learning_rate, num_steps, bound=bound,
+                             use_feedback=use_feedback,
+                             short_decay=short_decay, long_decay=long_decay))
+
+
 __all__ = ["FEATURE_NAMES", "HIDDEN", "LearnedScheduleState", "NUM_KNOTS",
            "feedback_output", "init_learned_schedule_params", "knot_schedule",
-           "learned_schedule_scale", "learned_schedule_sgd", "loss_features"]
+           "learned_schedule_adam", "learned_schedule_scale",
+           "learned_schedule_sgd", "loss_features"]

@@ -117,7 +117,8 @@ def _schedule_config(cfg) -> dict:
   c = cfg.controller
   return ls_kind.config(base_lr=c.base_lr, momentum=c.momentum,
                         num_knots=c.num_knots, use_feedback=c.feedback,
-                        trained_on="task family")
+                        trained_on="task family",
+                        optimizer=c.get("optimizer", "sgd"))
 
 
 # The RL actor's settings when a config has no ``env`` section (e.g.

@@ -56,7 +56,9 @@ def method_optimizer(method: str, *, optimizer: str = "sgd",
     the names); SGD controllers get the config's momentum unless given;
   * ``"ckpt:PATH"``: a learned controller saved with
     :func:`lrmeta.learned.save`, applied frozen (:func:`lrmeta.learned.
-    frozen`; :func:`build_method` also returns the signals it reads).
+    frozen`; :func:`build_method` also returns the signals it reads);
+  * ``"pretrained:NAME"``: a controller shipped with the package
+    (:mod:`lrmeta.pretrained`), applied frozen at its trained base rate.
 
   Weight decay (if any) is chained in front of every form.
   """
@@ -78,6 +80,10 @@ def build_method(method: str, *, optimizer: str = "sgd",
     from lrmeta import learned  # pylint: disable=import-outside-toplevel
     tx, signals = learned.frozen(method[len("ckpt:"):], num_steps,
                                  num_classes=num_classes)
+  elif method.startswith("pretrained:"):
+    from lrmeta import pretrained  # pylint: disable=import-outside-toplevel
+    tx, signals = pretrained.frozen(method[len("pretrained:"):], num_steps,
+                                    num_classes=num_classes)
   elif baseline_call(method) is not None:
     name, options = baseline_call(method)
     try:

@@ -1,7 +1,9 @@
 """The learned schedule (knots plus loss feedback) as a learned controller.
 
 A saved learned-schedule config holds the base rate ``base_lr`` it was
-trained with, the SGD settings (``momentum``, ``weight_decay``), the sizes of
+trained with, the base optimizer (``optimizer``: ``"sgd"``, the default for
+configs saved without the key, or ``"adam"``), the SGD settings
+(``momentum``, ``weight_decay``; Adam runs at optax's defaults), the sizes of
 ``theta`` (``num_knots``, ``hidden``), the feedback bound ``bound``,
 ``use_feedback`` (False: the knot schedule alone), the EMA decays of the
 loss features and ``trained_on``. Applied to a run of ``num_steps``, the
@@ -19,11 +21,13 @@ import optax
 from lrmeta.controllers.learned_schedule import (HIDDEN, LONG_DECAY,
                                                  NUM_KNOTS, SHORT_DECAY,
                                                  init_learned_schedule_params,
+                                                 learned_schedule_adam,
                                                  learned_schedule_sgd)
 from lrmeta.learned.base import register
 from lrmeta.train.state import SignalsFn, loss_signal
 
 NAME = "learned_schedule"
+OPTIMIZERS = ("sgd", "adam")
 
 
 def config(*, base_lr: float, momentum: float = 0.9,
@@ -31,9 +35,13 @@ def config(*, base_lr: float, momentum: float = 0.9,
            hidden: int = HIDDEN, bound: float = 1.0,
            use_feedback: bool = True, short_decay: float = SHORT_DECAY,
            long_decay: float = LONG_DECAY, trained_on: Any = None,
-           **info: Any) -> dict:
+           optimizer: str = "sgd", **info: Any) -> dict:
   """A saved-controller config; ``info`` is kept as is."""
+  if optimizer not in OPTIMIZERS:
+    raise ValueError(f"learned schedule: optimizer must be one of "
+                     f"{OPTIMIZERS}, got {optimizer!r}")
   return {"controller": NAME, "base_lr": float(base_lr),
+          "optimizer": optimizer,
           "momentum": float(momentum), "weight_decay": float(weight_decay),
           "num_knots": int(num_knots), "hidden": int(hidden),
           "bound": float(bound), "use_feedback": bool(use_feedback),
@@ -55,7 +63,8 @@ class LearnedSchedule:
                 learning_rate: float | None = None,
                 num_classes: int | None = None
                 ) -> optax.GradientTransformationExtraArgs:
-    """``learned_schedule_sgd`` over a budget of ``num_steps``; the base
+    """``learned_schedule_sgd`` (``learned_schedule_adam`` for a config
+    with ``optimizer="adam"``) over a budget of ``num_steps``; the base
     rate is ``learning_rate`` or the saved ``base_lr``. The features are
     scale-free, so ``num_classes`` is not needed."""
     del num_classes
@@ -64,6 +73,12 @@ class LearnedSchedule:
       raise ValueError(f"theta has {k} knots, its config says "
                        f"{config['num_knots']}")
     lr = config["base_lr"] if learning_rate is None else learning_rate
+    if config.get("optimizer", "sgd") == "adam":
+      return learned_schedule_adam(
+          theta, lr, num_steps, bound=config["bound"],
+          use_feedback=config["use_feedback"],
+          short_decay=config.get("short_decay", SHORT_DECAY),
+          long_decay=config.get("long_decay", LONG_DECAY))
     return learned_schedule_sgd(
         theta, lr, num_steps, config["momentum"],
         weight_decay=config.get("weight_decay", 0.0), bound=config["bound"],
