@@ -38,6 +38,7 @@ def get_config(variant=None):
   c.name = "rl_family"
   c.output_dir = "results/rl_family"
   c.seed = 0                     # trainers' seed (actor init, episodes, noise)
+  c.scope = "family"             # task | family: what the policy trains on
   c.algos = ("ppo", "actor_critic", "es")  # the first is the headline policy
 
   c.family = ml_collections.ConfigDict()
@@ -49,6 +50,7 @@ def get_config(variant=None):
 
   # The environment (one family instance per episode) and the actor.
   c.env = ml_collections.ConfigDict()
+  c.env.mode = "lrmeta"          # lrmeta's environment (lrmeta/rl/env.py)
   c.env.decisions = 20           # per episode, whatever the budget
   c.env.features = "scale_free"  # basic | xu2019 | scale_free
   c.env.factors = (0.5, 0.8, 1.0, 1.25, 2.0)  # PPO / ES: discrete factors

@@ -1,0 +1,1 @@
+"""The jobs behind the ``lrmeta`` commands, one module per command."""
