@@ -10,8 +10,9 @@ One actor network (``env.hidden``, scale-free features) is trained three
 ways on the same training shapes of the family (``lrmeta.tasks.family``:
 pooled Fashion-MNIST and grayscale CIFAR-10 JPEG copy, MLPs of width
 16/32/64, batch 32/64/128, budgets 100/200/400, label noise): PPO with
-discrete rate factors (Xu, Dai, Kemp, Metz 2019), the actor-critic with a
-continuous log-factor (Xu, Qin et al. 2017) and whole-run ES on the
+discrete rate factors (lrmeta's environment, not the authors' of Xu, Dai,
+Kemp, Metz 2019), the actor-critic with a continuous log-factor (modelled on
+Xu, Qin et al. 2017) and whole-run ES on the
 continuous actor's weights (the engine's meta-optimizer; as many training
 runs as PPO's episodes; ``meta.action=discrete`` gives ES PPO's head).
 Every policy then goes through the family's held-out protocol (baselines

@@ -1,5 +1,6 @@
-"""RL learning-rate policy (Xu, Dai, Kemp, Metz 2019 set-up) on Fashion-MNIST.
+"""RL learning-rate policy on Fashion-MNIST.
 
+In lrmeta's environment (``env.mode = "lrmeta"``, the default variants),
 PPO trains a policy that multiplies the SGD learning rate every N steps of a
 small-CNN training run; the frozen policy is then tested against the tuned
 baselines (constant, step, cosine, warm-up + cosine, linear, WSD; same grid,

@@ -26,7 +26,9 @@ ratio or a fraction, so one policy transfers between tasks and models):
   6. ``log`` of the learning-rate multiplier (LR over the base LR);
   7. fraction of the budget used.
 
-``features="xu2019"`` appends the four of Xu, Dai, Kemp and Metz (2019):
+``features="xu2019"`` appends four modelled on the state of Xu, Dai, Kemp and
+Metz (2019), normalised in lrmeta's way (their own 9 raw features are
+:mod:`lrmeta.controllers.rl_xu2019`):
 
   8. variance of the predicted class probabilities on a fixed probe batch of
      validation images (scaled by 4 so it lies in [0, 1]);
@@ -106,9 +108,11 @@ class PolicyConfig:
     total_steps: inner-step budget of a run (for the budget-fraction feature).
     features: ``"basic"``, ``"xu2019"`` or ``"scale_free"`` (see the module
       docstring).
-    action: ``"discrete"`` (choose one of ``factors``, as Xu et al. 2019) or
-      ``"continuous"`` (a Gaussian log-factor clipped to ``+-max_log_factor``,
-      closer to the real-valued actor of Xu, Qin et al. 2017).
+    action: ``"discrete"`` (choose one of ``factors`` every N steps,
+      lrmeta's choice) or ``"continuous"`` (a Gaussian log-factor clipped to
+      ``+-max_log_factor``, modelled on the real-valued actor of Xu, Qin et
+      al. 2017). Xu et al. (2019)'s per-step multiplier is
+      :mod:`lrmeta.controllers.rl_xu2019`.
     factors: multiplicative LR factors of the discrete action.
     max_log_factor: bound of the continuous log-factor per decision.
     min_log_scale, max_log_scale: bounds of ``log(lr / base_lr)``.

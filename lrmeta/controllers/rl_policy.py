@@ -1,4 +1,9 @@
-"""A frozen RL learning-rate policy as an Optax transformation.
+"""A frozen RL learning-rate policy of lrmeta's environment
+(:mod:`lrmeta.rl.env`, ``env.mode = "lrmeta"``) as an Optax transformation.
+
+The design (factors every N steps on SGD, normalised features) is lrmeta's;
+the controller as Xu, Dai, Kemp, Metz (2019) built it is
+:mod:`lrmeta.controllers.rl_xu2019`.
 
 The policy network (trained by :mod:`lrmeta.rl`) reads normalised features of
 the training dynamics every ``steps_per_action`` updates and multiplies the

@@ -36,10 +36,11 @@ import dataclasses
 from collections.abc import Sequence
 
 import jax
+import numpy as np
 
 from lrmeta.controllers import checks
 from lrmeta.controllers.rl_policy import PolicyConfig
-from lrmeta.rl.env import LREnv, LREnvConfig
+from lrmeta.rl.env import LREnv, LREnvConfig, rollout
 from lrmeta.tasks.family import Family
 from lrmeta.tasks.protocol import TaskFamily, sample_shapes
 
@@ -123,3 +124,24 @@ def family_envs(shapes: Sequence, env_cfg: LREnvConfig,
 
 __all__ = ["family_envs", "family_policy_config", "held_out_shapes",
            "training_shapes"]
+
+
+def greedy_observations(envs: Sequence, actor_params, seeds: int = 4,
+                        first_seed: int = 10_000) -> np.ndarray:
+  """Observations the greedy policy ``actor_params`` reads at its decisions,
+  ``[n, obs_dim]``: ``seeds`` episodes in each environment of ``envs``
+  (environment ``i`` uses the keys of ``first_seed + i``)."""
+  rows = []
+  for i, env in enumerate(envs):
+    keys = jax.random.split(jax.random.key(first_seed + i), seeds)
+    _, traj = jax.jit(lambda a, k, e=env: rollout(e, a, k))(actor_params,
+                                                            keys)
+    rows.append(np.asarray(traj["obs"]).reshape(-1, env.obs_dim))
+  return np.concatenate(rows)
+
+
+def observation_quantiles(obs: np.ndarray) -> np.ndarray:
+  """``[features, 3]``: 5th percentile, median, 95th percentile of the rows
+  of ``obs``."""
+  flat = np.asarray(obs, np.float64).reshape(-1, obs.shape[-1])
+  return np.percentile(flat, [5, 50, 95], axis=0).T

@@ -28,9 +28,8 @@ Stages:
 
 The results folder holds ``config.json``, ``training.jsonl``,
 ``metrics.jsonl``, ``summary.md``, ``summary.json``, ``timings.json``,
-``controller/`` (``"lrmeta"`` mode: the frozen policy for ``lrmeta
-evaluate``), ``ckpt/`` and the figures ``training.png``,
-``task_curves.png`` and ``transfer_curves.png``.
+``controller/`` (``"lrmeta"`` mode, for ``lrmeta evaluate``), ``ckpt/`` and
+the figures ``training.png``, ``task_curves.png``, ``transfer_curves.png``.
 """
 
 from __future__ import annotations
