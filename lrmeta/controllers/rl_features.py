@@ -96,7 +96,7 @@ SCALE_FREE_RANGES = ((0.0, 1.0), (-5.0, 2.0), (-3.0, 3.0), (-3.0, 3.0), None,
                      (-5.0, 5.0))
 _CLIP = 10.0
 _EPS = 1e-8
-BASE_SCHEDULES = ("constant", "cosine")
+BASE_SCHEDULES = ("constant", "cosine", "wsd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,9 +119,12 @@ class PolicyConfig:
     ema: decay of the training-loss and gradient-norm moving averages.
     probe_size: probe images for the prediction-variance features.
     hidden: widths of the actor's hidden layers.
-    base_schedule: ``"constant"`` (the rate is ``base_lr * exp(log_scale)``)
-      or ``"cosine"`` (that times ``(1 + cos(pi * count / total_steps))/2``:
-      the policy corrects a cosine schedule).
+    base_schedule: ``"constant"`` (the rate is ``base_lr * exp(log_scale)``),
+      ``"cosine"`` (that times ``(1 + cos(pi * count / total_steps))/2``:
+      the policy corrects a cosine schedule) or ``"wsd"`` (that times the
+      warm-up-stable-decay baseline's unit schedule: hold, then a linear
+      decay to 0 over the last fifth of the budget; the policy corrects a
+      hold-then-cut schedule).
   """
 
   steps_per_action: int = 20

@@ -344,7 +344,7 @@ RULES: dict[str, Check] = {
     "env.action": one_of(("discrete", "continuous")),
     "env.factors": sequence(RATE, what="positive factors"),
     "env.max_log_factor": RATE,
-    "env.base_schedule": one_of(("constant", "cosine")),
+    "env.base_schedule": one_of(("constant", "cosine", "wsd")),
     "env.hidden": WIDTHS,
     "env.probe_size": COUNT,
     "env.base_lr": RATE,

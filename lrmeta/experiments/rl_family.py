@@ -58,7 +58,7 @@ from lrmeta.experiments.rl_family_loop import (  # pylint: disable=unused-import
     ALGOS, LABELS, TRANSFERS, env_config, episodes, policy_config,
     saved_config, shapes_of, train)
 from lrmeta.learned import rl_policy as rl
-from lrmeta.rl.family import (family_envs, greedy_observations,
+from lrmeta.rl.family import (family_envs, greedy_observations, late_cut,
                               observation_quantiles)
 from lrmeta.tasks.family import Family
 
@@ -209,7 +209,27 @@ def _heldout(cfg, trained, out, summary, seconds, quiet):
       results, (LABELS[algos[0]], "cosine")),
       f"{LABELS[algos[0]]} vs family-tuned cosine on held-out instances")
   summary["heldout_family_lr"] = results[LABELS[algos[0]]].family_lr
+  for name in [LABELS[a] for a in algos] + ["cosine", "wsd"]:
+    if name in results:
+      cut = late_cut_summary(results[name])
+      summary.setdefault("late_cut", {})[name] = cut
+      _log(f"  {name}: last-10 % rate / rate at 70 %: mean "
+           f"{cut['mean_ratio']:.3f}, below 1/3 on {cut['runs_below_third']}"
+           f" of {cut['runs']} held-out runs")
   return ("Held-out instances", family_job.test_note(cfg, results), table)
+
+
+def late_cut_summary(result) -> dict:
+  """The late-cut ratio (:func:`lrmeta.rl.family.late_cut`) of a method's
+  per-family held-out runs: mean, per shape, and how many runs are below
+  1/3."""
+  per = {s.name: late_cut(r.hist.steps["lr"])
+         for s, r in result.per_family.items()}
+  every = np.concatenate(list(per.values()))
+  return {"mean_ratio": float(np.nanmean(every)),
+          "runs_below_third": int(np.sum(every < 1 / 3)),
+          "runs": int(every.size),
+          "per_shape": {k: float(np.nanmean(v)) for k, v in per.items()}}
 
 
 def _transfer(cfg, name, trained, summary, seconds, quiet) -> dict:
@@ -326,4 +346,5 @@ def _train_note(cfg, trained, shapes) -> str:
 
 __all__ = ["ALGOS", "LABELS", "TRANSFERS", "env_config",
            "episodes", "feature_table", "policy_config", "run", "run_transfer",
-           "saved_config", "shapes_of", "train", "training_observations"]
+           "late_cut_summary", "saved_config", "shapes_of", "train",
+           "training_observations"]

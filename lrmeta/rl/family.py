@@ -145,3 +145,14 @@ def observation_quantiles(obs: np.ndarray) -> np.ndarray:
   of ``obs``."""
   flat = np.asarray(obs, np.float64).reshape(-1, obs.shape[-1])
   return np.percentile(flat, [5, 50, 95], axis=0).T
+
+
+def late_cut(lr: np.ndarray, at: float = 0.7, tail: float = 0.1
+             ) -> np.ndarray:
+  """Per run (rows of ``lr``, ``[K, T]`` applied rates): the mean rate over
+  the last ``tail`` of the budget over the rate at step ``int(at * T)``. A
+  run "makes the late cut" when this is below 1/3."""
+  lr = np.atleast_2d(np.asarray(lr, np.float64))
+  t = lr.shape[-1]
+  start = min(t - 1, int(np.ceil((1 - tail) * t)))
+  return lr[:, start:].mean(-1) / np.maximum(lr[:, int(at * t)], 1e-30)
