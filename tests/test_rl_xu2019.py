@@ -1,5 +1,7 @@
 """The environment of Xu, Dai, Kemp, Metz (2019) as their code builds it."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,3 +110,31 @@ def test_training_runs_and_reports_per_episode(tiny_task):
   assert 0.965**10 * 0.01 * 0.999 <= hist[0]["final_lr"] <= (
       1.035**10 * 0.01 * 1.001)
   assert set(params) == {"actor", "critic"}
+
+
+def test_job_runs_the_authors_environment_and_names_the_mode(tmp_path, capsys):
+  from lrmeta.cli import main
+  out = tmp_path / "x"
+  assert main(["rl-train", "--config", "configs/rl_fmnist.py:xu2019_debug",
+               "--quiet", f"--config.output_dir={out}"]) == 0
+  summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert summary["env_mode"] == "xu2019"
+  assert set(summary["tuned_lr"]) == {"cosine", "wsd", "rl_policy"}
+  assert summary["rl_vs_best_schedule"]["n"] == 2
+  text = (out / "summary.md").read_text()
+  assert "'xu2019' environment" in text and "inner optimizer adam" in text
+
+
+def test_scope_and_mode_are_explicit_fields():
+  from lrmeta.experiments.config import ConfigError, load_config
+  from lrmeta.experiments.jobs import rl_train
+  cfg = load_config("configs/rl_fmnist.py:xu2019_debug")
+  with cfg.unlocked():
+    cfg.env.mode = "paper"
+  with pytest.raises(ConfigError, match="env.mode"):
+    rl_train.run(cfg, quiet=True)
+  cfg = load_config("configs/rl_fmnist.py:debug")
+  with cfg.unlocked():
+    del cfg["scope"]
+  with pytest.raises(ConfigError, match="'scope' is missing"):
+    rl_train.run(cfg, quiet=True)

@@ -1,13 +1,10 @@
 """The `lrmeta rl-train` job: train an RL learning-rate policy, test it
 against tuned hand-designed schedules, transfer it unchanged.
 
-``cfg.scope`` says what the policy trains on: ``"task"`` (one task, this
-module; ``configs/rl_fmnist.py``) or ``"family"`` (the task family,
-:mod:`lrmeta.experiments.rl_family`; ``configs/rl_family.py``).
-``cfg.env.mode`` says which environment: ``"lrmeta"`` (lrmeta's own:
-factors every N steps on SGD, :mod:`lrmeta.rl.env`) or ``"xu2019"`` (the
-environment of Xu, Dai, Kemp, Metz 2019 as their released code builds it:
-Adam, a multiplier every step, their state, reward and PPO,
+``cfg.scope``: ``"task"`` (one task, ``configs/rl_fmnist.py``) or
+``"family"`` (:mod:`lrmeta.experiments.rl_family`). ``cfg.env.mode``:
+``"lrmeta"`` (lrmeta's environment, :mod:`lrmeta.rl.env`) or ``"xu2019"``
+(that of Xu, Dai, Kemp, Metz 2019 as their released code builds it,
 :mod:`lrmeta.rl.xu2019`).
 
 Stages:
@@ -23,13 +20,13 @@ Stages:
    ``"xu2019"``). Besides the final test accuracy, the table gives the test
    accuracy at the evaluation point of lowest validation loss (what the
    authors' script records, at the granularity of ``eval.num_evals``).
-3. Transfer (optional): the same on another dataset/model with the frozen
-   policy unchanged.
+3. Transfer (optional): the same on another task, the policy frozen.
 
 The results folder holds ``config.json``, ``training.jsonl``,
 ``metrics.jsonl``, ``summary.md``, ``summary.json``, ``timings.json``,
-``controller/`` (``"lrmeta"`` mode, for ``lrmeta evaluate``), ``ckpt/`` and
-the figures ``training.png``, ``task_curves.png``, ``transfer_curves.png``.
+``controller/`` (the actor; in ``"lrmeta"`` mode for ``lrmeta evaluate``),
+``ckpt/`` and the figures ``training.png``, ``task_curves.png``,
+``transfer_curves.png``.
 """
 
 from __future__ import annotations
@@ -47,6 +44,7 @@ from lrmeta.controllers.rl_xu2019 import xu2019_adam, xu2019_signals
 from lrmeta.experiments import results as res
 from lrmeta.experiments import rl_loop
 from lrmeta.learned import rl_policy as rl
+from lrmeta.meta.checkpoint import save_controller
 from lrmeta.protocol import (Method, Protocol, compare, paired_difference,
                              schedule_method, versus_best)
 
@@ -184,6 +182,8 @@ def _run(cfg, out, quiet) -> dict:
   trained.saved["base_lr"] = fm[POLICY].lr
   if cfg.env.mode == "lrmeta":
     learned.save(str(out / "controller"), trained.actor, trained.saved)
+  else:  # the actor and its config, not a kind `lrmeta evaluate` loads
+    save_controller(str(out / "controller"), trained.actor, trained.saved)
   metrics = _records(task.name, fm)
   table, d_best = _table(fm, vs)
   h = trained.history
