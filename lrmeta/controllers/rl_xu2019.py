@@ -127,9 +127,10 @@ class Xu2019State(NamedTuple):
   key: jax.Array            # raw PRNG key data of the sampling
 
 
-class ActorNet(nn.Module):
-  """The Gaussian's mean: Dense 32 ReLU -> Dense 1 (``build_action_model``;
-  Glorot-uniform kernels, TF's default for ``tf.layers.dense``)."""
+class ScalarMLP(nn.Module):
+  """Dense 32 ReLU -> Dense 1, Glorot-uniform kernels (TF's default for
+  ``tf.layers.dense``): the actor's Gaussian mean (``build_action_model``)
+  and the critic (the critic scope of ``AdaptiveTuner.__init__``) alike."""
 
   hidden: int = 32
 
@@ -138,6 +139,9 @@ class ActorNet(nn.Module):
     init = nn.initializers.glorot_uniform()
     x = nn.relu(nn.Dense(self.hidden, kernel_init=init)(obs))
     return nn.Dense(1, kernel_init=init)(x)[..., 0]
+
+
+ActorNet = ScalarMLP
 
 
 def multiplier(cfg: Xu2019Config, action: jax.Array) -> jax.Array:
@@ -285,7 +289,7 @@ def init_actor(cfg: Xu2019Config, key: jax.Array) -> Any:
   return ActorNet(cfg.hidden).init(key, jnp.ones((NUM_FEATURES,), jnp.float32))
 
 
-__all__ = ["ActorNet", "FEATURE_NAMES", "FeatState", "NUM_FEATURES",
+__all__ = ["ActorNet", "FEATURE_NAMES", "ScalarMLP", "FeatState", "NUM_FEATURES",
            "Xu2019Config", "Xu2019State", "decides", "init_actor",
            "init_features", "layer_kernels", "multiplier", "track",
            "xu2019_adam", "xu2019_policy", "xu2019_signals"]

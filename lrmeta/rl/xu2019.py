@@ -44,13 +44,12 @@ import dataclasses
 import functools
 from typing import Any, Callable
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from lrmeta.controllers.rl_xu2019 import (LOG_BASE, NUM_FEATURES,
-                                          ActorNet, Xu2019Config,
+                                          ActorNet, ScalarMLP, Xu2019Config,
                                           init_actor, xu2019_adam,
                                           xu2019_signals)
 from lrmeta.train import init_state, train_step
@@ -87,16 +86,7 @@ class Xu2019TrainConfig:
       raise ValueError("episodes and update_passes must be >= 1")
 
 
-class CriticNet(nn.Module):
-  """Dense 32 ReLU -> Dense 1 (the critic scope of ``AdaptiveTuner``)."""
-
-  hidden: int = 32
-
-  @nn.compact
-  def __call__(self, obs):
-    init = nn.initializers.glorot_uniform()
-    x = nn.relu(nn.Dense(self.hidden, kernel_init=init)(obs))
-    return nn.Dense(1, kernel_init=init)(x)[..., 0]
+CriticNet = ScalarMLP  # the critic has the actor mean's form
 
 
 def rewards(tc: Xu2019TrainConfig, val_loss: jax.Array, mask: jax.Array
