@@ -10,8 +10,9 @@ One actor network (``env.hidden``, scale-free features) is trained three
 ways on the same training shapes of the family (``lrmeta.tasks.family``:
 pooled Fashion-MNIST and grayscale CIFAR-10 JPEG copy, MLPs of width
 16/32/64, batch 32/64/128, budgets 100/200/400, label noise): PPO with
-discrete rate factors (Xu, Dai, Kemp, Metz 2019), the actor-critic with a
-continuous log-factor (Xu, Qin et al. 2017) and whole-run ES on the
+discrete rate factors (lrmeta's environment, not the authors' of Xu, Dai,
+Kemp, Metz 2019), the actor-critic with a continuous log-factor (modelled on
+Xu, Qin et al. 2017) and whole-run ES on the
 continuous actor's weights (the engine's meta-optimizer; as many training
 runs as PPO's episodes; ``meta.action=discrete`` gives ES PPO's head).
 Every policy then goes through the family's held-out protocol (baselines
@@ -38,6 +39,7 @@ def get_config(variant=None):
   c.name = "rl_family"
   c.output_dir = "results/rl_family"
   c.seed = 0                     # trainers' seed (actor init, episodes, noise)
+  c.scope = "family"             # task | family: what the policy trains on
   c.algos = ("ppo", "actor_critic", "es")  # the first is the headline policy
 
   c.family = ml_collections.ConfigDict()
@@ -49,6 +51,7 @@ def get_config(variant=None):
 
   # The environment (one family instance per episode) and the actor.
   c.env = ml_collections.ConfigDict()
+  c.env.mode = "lrmeta"          # lrmeta's environment (lrmeta/rl/env.py)
   c.env.decisions = 20           # per episode, whatever the budget
   c.env.features = "scale_free"  # basic | xu2019 | scale_free
   c.env.factors = (0.5, 0.8, 1.0, 1.25, 2.0)  # PPO / ES: discrete factors

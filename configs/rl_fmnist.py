@@ -1,5 +1,6 @@
-"""RL learning-rate policy (Xu, Dai, Kemp, Metz 2019 set-up) on Fashion-MNIST.
+"""RL learning-rate policy on Fashion-MNIST.
 
+In lrmeta's environment (``env.mode = "lrmeta"``, the default variants),
 PPO trains a policy that multiplies the SGD learning rate every N steps of a
 small-CNN training run; the frozen policy is then tested against the tuned
 baselines (constant, step, cosine, warm-up + cosine, linear, WSD; same grid,
@@ -9,6 +10,17 @@ CIFAR-10 (JPEG copy).
   lrmeta rl-train --config configs/rl_fmnist.py          # full: meant for a GPU
   lrmeta rl-train --config configs/rl_fmnist.py:small    # 2 CPU cores, < 30 min
   lrmeta rl-train --config configs/rl_fmnist.py:debug    # seconds, for tests
+
+Variants ``xu2019_small`` / ``xu2019_debug`` run the environment of Xu,
+Dai, Kemp, Metz (2019) as their released code builds it (``env.mode =
+"xu2019"``: Adam from 0.01, a multiplier in [0.965, 1.035] every step, their
+9 state features, reward 2 - validation loss, their PPO; see
+``lrmeta/rl/xu2019.py``), on their default trainee, an MLP of 128 units, at
+CPU scale (batch, steps and validation subset named below). The other
+variants use lrmeta's own environment (``env.mode = "lrmeta"``, not the
+paper's: discrete factors every N steps on SGD with momentum).
+
+  lrmeta rl-train --config configs/rl_fmnist.py:xu2019_small  # 2 CPU cores
 
 Variants ``xu2017`` / ``xu2017_small`` switch to the Xu, Qin et al. (2017)
 set-up: continuous log-factor action, training-loss reward, actor-critic.
@@ -23,13 +35,15 @@ import ml_collections
 from lrmeta.experiments.config import (actor_critic_config, ppo_config,
                                       task_config)
 
-VARIANTS = ("", "small", "debug", "xu2017", "xu2017_small", "cifar_small")
+VARIANTS = ("", "small", "debug", "xu2017", "xu2017_small", "cifar_small",
+            "xu2019_small", "xu2019_debug")
 
 
 def get_config(variant=None):
   c = ml_collections.ConfigDict()
   c.name = "rl_fmnist"
   c.output_dir = "results/rl_fmnist"
+  c.scope = "task"               # task | family: what the policy trains on
   c.seed = 0                     # PPO / actor-critic seed (training episodes)
   c.algo = "ppo"                 # ppo | actor_critic
 
@@ -41,6 +55,7 @@ def get_config(variant=None):
 
   # The environment: one training run is an episode.
   c.env = ml_collections.ConfigDict()
+  c.env.mode = "lrmeta"          # lrmeta | xu2019 (the authors' environment)
   c.env.total_steps = 860        # inner steps per episode (the budget)
   c.env.steps_per_action = 43    # N: one decision every N steps
   c.env.features = "xu2019"      # basic | xu2019 | scale_free
@@ -72,6 +87,18 @@ def get_config(variant=None):
   c.ppo = ppo_config(16, 100, 2)  # num_envs, iterations, checkpoint_every
 
   c.actor_critic = actor_critic_config(16, 100)  # num_envs, episodes
+
+  # The "xu2019" environment (lrmeta/controllers/rl_xu2019.py,
+  # lrmeta/rl/xu2019.py); defaults are the authors' script's.
+  c.xu2019 = ml_collections.ConfigDict()
+  c.xu2019.episodes = 100        # one episode per PPO update
+  c.xu2019.keep_interval = 1     # a multiplier every step
+  c.xu2019.val_examples = 10000  # the script: the whole validation split
+  c.xu2019.action_std = 0.1
+  c.xu2019.clip_low = -0.2
+  c.xu2019.clip_high = 0.5
+  c.xu2019.reward_baseline = "fixed"  # fixed | average | exponential | ratio
+  c.xu2019.logprob_of = "multiplier"  # the script's; "sample": lrmeta's
 
   # Test on the training task: every method's base rate is tuned on the
   # validation split over the same grid with ``tune_seeds``, then run on
@@ -156,6 +183,8 @@ def get_config(variant=None):
     c.transfer.num_val = 2000
     c.transfer.epochs = 0.64       # 200 steps of batch 32, as ``small``
     c.transfer.lr_grid = (0.02, 0.05, 0.1)
+  if variant.startswith("xu2019"):
+    _xu2019(c, variant)
   if variant == "debug":
     c.name += "_debug"
     c.output_dir = "results/rl_fmnist_debug"
@@ -185,3 +214,43 @@ def get_config(variant=None):
     c.eval.eval_examples = 200
     c.transfer.enabled = False
   return c
+
+
+def _xu2019(c, variant):
+  """The authors' environment on their default trainee (MLP 128, Adam from
+  0.01, 50,000 / 10,000 Fashion-MNIST split). CPU scale: batch 250 (theirs
+  1,000), 300 steps an episode, the validation loss at each step on the
+  first 1,000 validation images (theirs: all 10,000), 60 episodes."""
+  c.name = "rl_fmnist_" + variant
+  c.output_dir = "results/rl_fmnist_" + variant
+  c.env.mode = "xu2019"
+  c.algo = "ppo"
+  c.task = task_config("fashion_mnist", "mlp")
+  c.task.max_train = 0
+  c.task.num_val = 10000
+  c.task.batch_size = 250
+  c.model.hidden = 128
+  c.env.base_lr = 0.01
+  c.env.total_steps = 300
+  c.env.steps_per_action = 1     # unused: xu2019.keep_interval decides
+  c.xu2019.episodes = 60
+  c.xu2019.val_examples = 1000
+  c.eval.lr_grid = (0.001, 0.003, 0.01, 0.03)
+  c.eval.tune_seeds = (100,)
+  c.eval.test_seeds = tuple(range(1000, 1010))
+  c.eval.num_evals = 10
+  c.eval.eval_examples = 0
+  c.transfer.enabled = False
+  if variant == "xu2019_debug":
+    c.task.max_train = 1000
+    c.task.num_val = 300
+    c.task.batch_size = 16
+    c.model.hidden = 16
+    c.env.total_steps = 12
+    c.xu2019.episodes = 2
+    c.xu2019.val_examples = 100
+    c.eval.schedules = ("cosine", "wsd")
+    c.eval.lr_grid = (0.003, 0.01)
+    c.eval.test_seeds = (1000, 1001)
+    c.eval.num_evals = 2
+    c.eval.eval_examples = 200

@@ -2,10 +2,10 @@
 a PPO-trained LR controller vs tuned hand-designed schedules on
 Fashion-MNIST, and transferred unchanged to CIFAR-10 (JPEG copy).
 
-Runs the `lrmeta rl-train` job with ``configs/rl_fmnist.py`` (the paper's
-set-up: features of training/validation loss, prediction variance and
-output-layer weights; the LR multiplied by one of a few factors every N
-steps; validation-loss reward; PPO) and writes ``table.md`` in the shape of
+Runs the `lrmeta rl-train` job with ``configs/rl_fmnist.py`` in lrmeta's
+environment (``env.mode = "lrmeta"``, not the authors': normalised features
+modelled on theirs, the SGD rate multiplied by one of a few factors every N
+steps, lrmeta's validation-loss improvement reward, PPO) and writes ``table.md`` in the shape of
 the paper's table (controller vs baselines on the same budget, mean ± std
 over seeds, then transfer) next to the job's figures (``task_curves.png``,
 ``transfer_curves.png``, ``training.png``). The paper's own setting and
@@ -13,6 +13,10 @@ claims are printed alongside; our runs are much smaller and the table says
 how.
 
   python scripts/reproduce_xu2019.py --small   # 2 CPU cores, 26 min
+
+The authors' own environment (their released code: Adam, a multiplier in
+[0.965, 1.035] every step, their 9 features and reward) is ``lrmeta rl-train
+--config configs/rl_fmnist.py:xu2019_small``.
   python scripts/reproduce_xu2019.py           # full config, meant for a GPU
   python scripts/reproduce_xu2019.py --small --table-only   # from results/
   python scripts/reproduce_xu2019.py --family --small  # over the task family
@@ -53,7 +57,8 @@ PAPER_CLAIMS = (
 # baseline = grid-tuned step decay; trainee batch 1k, 1k steps (20 epochs of
 # Fashion-MNIST, 25 of CIFAR-10); PPO for 1k episodes; * = significant.
 PAPER_NUMBERS = """\
-Paper's numbers, their setting (not ours): Xu, Dai, Kemp, Metz 2019, Tables 1-2
+Paper's numbers, their setting (not ours; unverified: no copy of the paper
+was at hand to check this transcription): Xu, Dai, Kemp, Metz 2019, Tables 1-2
 (NeurIPS 2019 Meta-Learning workshop version; test accuracy, mean (std) over
 10 runs; baseline = grid-tuned step decay; * = significant, t-test p < 0.05;
 trainee batch 1k, 1k steps = 20 epochs of Fashion-MNIST, 25 of CIFAR-10):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lrmeta import learned
-from lrmeta.experiments import family_loop, rl_family
+from lrmeta.experiments import family_loop, rl_family, rl_family_loop
 from lrmeta.experiments.config import ConfigError, load_config
 from lrmeta.experiments.validate import validate
 from lrmeta.learned import rl_policy as rl
@@ -35,7 +35,7 @@ def test_policy_takes_the_same_decisions_on_every_budget():
   assert rl.policy_config(saved).action == "continuous"
   assert saved["base_lr"] == cfg.env.base_lr and saved["algo"] == "actor_critic"
   # ES gets as many whole runs as PPO has episodes.
-  view = rl_family._es_view(cfg)  # pylint: disable=protected-access
+  view = rl_family_loop._es_view(cfg)  # pylint: disable=protected-access
   assert (2 * view.meta.es_pairs * view.meta.meta_steps
           >= rl_family.episodes(cfg, "ppo")
           > 2 * view.meta.es_pairs * (view.meta.meta_steps - 1))

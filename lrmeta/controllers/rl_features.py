@@ -26,7 +26,9 @@ ratio or a fraction, so one policy transfers between tasks and models):
   6. ``log`` of the learning-rate multiplier (LR over the base LR);
   7. fraction of the budget used.
 
-``features="xu2019"`` appends the four of Xu, Dai, Kemp and Metz (2019):
+``features="xu2019"`` appends four modelled on the state of Xu, Dai, Kemp and
+Metz (2019), normalised in lrmeta's way (their own 9 raw features are
+:mod:`lrmeta.controllers.rl_xu2019`):
 
   8. variance of the predicted class probabilities on a fixed probe batch of
      validation images (scaled by 4 so it lies in [0, 1]);
@@ -94,7 +96,7 @@ SCALE_FREE_RANGES = ((0.0, 1.0), (-5.0, 2.0), (-3.0, 3.0), (-3.0, 3.0), None,
                      (-5.0, 5.0))
 _CLIP = 10.0
 _EPS = 1e-8
-BASE_SCHEDULES = ("constant", "cosine")
+BASE_SCHEDULES = ("constant", "cosine", "wsd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,18 +108,23 @@ class PolicyConfig:
     total_steps: inner-step budget of a run (for the budget-fraction feature).
     features: ``"basic"``, ``"xu2019"`` or ``"scale_free"`` (see the module
       docstring).
-    action: ``"discrete"`` (choose one of ``factors``, as Xu et al. 2019) or
-      ``"continuous"`` (a Gaussian log-factor clipped to ``+-max_log_factor``,
-      closer to the real-valued actor of Xu, Qin et al. 2017).
+    action: ``"discrete"`` (choose one of ``factors`` every N steps,
+      lrmeta's choice) or ``"continuous"`` (a Gaussian log-factor clipped to
+      ``+-max_log_factor``, modelled on the real-valued actor of Xu, Qin et
+      al. 2017). Xu et al. (2019)'s per-step multiplier is
+      :mod:`lrmeta.controllers.rl_xu2019`.
     factors: multiplicative LR factors of the discrete action.
     max_log_factor: bound of the continuous log-factor per decision.
     min_log_scale, max_log_scale: bounds of ``log(lr / base_lr)``.
     ema: decay of the training-loss and gradient-norm moving averages.
     probe_size: probe images for the prediction-variance features.
     hidden: widths of the actor's hidden layers.
-    base_schedule: ``"constant"`` (the rate is ``base_lr * exp(log_scale)``)
-      or ``"cosine"`` (that times ``(1 + cos(pi * count / total_steps))/2``:
-      the policy corrects a cosine schedule).
+    base_schedule: ``"constant"`` (the rate is ``base_lr * exp(log_scale)``),
+      ``"cosine"`` (that times ``(1 + cos(pi * count / total_steps))/2``:
+      the policy corrects a cosine schedule) or ``"wsd"`` (that times the
+      warm-up-stable-decay baseline's unit schedule: hold, then a linear
+      decay to 0 over the last fifth of the budget; the policy corrects a
+      hold-then-cut schedule).
   """
 
   steps_per_action: int = 20

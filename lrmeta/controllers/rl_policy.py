@@ -1,4 +1,9 @@
-"""A frozen RL learning-rate policy as an Optax transformation.
+"""A frozen RL learning-rate policy of lrmeta's environment
+(:mod:`lrmeta.rl.env`, ``env.mode = "lrmeta"``) as an Optax transformation.
+
+The design (factors every N steps on SGD, normalised features) is lrmeta's;
+the controller as Xu, Dai, Kemp, Metz (2019) built it is
+:mod:`lrmeta.controllers.rl_xu2019`.
 
 The policy network (trained by :mod:`lrmeta.rl`) reads normalised features of
 the training dynamics every ``steps_per_action`` updates and multiplies the
@@ -21,6 +26,8 @@ learning, Silver et al. 2018): the updates are scaled by ``exp(log_scale)``
 times the cosine decay ``(1 + cos(pi t / T))/2`` over the run's budget, so
 the policy's factors correct a cosine schedule instead of building one from a
 constant rate; a policy that always keeps the rate is cosine annealing.
+``base_schedule="wsd"`` does the same over the warm-up-stable-decay
+baseline (hold the rate, then decay linearly to 0 over the last fifth).
 
 Signals arrive as extra args: ``value=`` (minibatch loss, every step),
 ``val_value=`` (a validation loss, NaN when not measured this step) and, for
@@ -45,6 +52,7 @@ import jax.numpy as jnp
 import optax
 
 from lrmeta.controllers import checks
+from lrmeta.schedules.baselines import unit_schedule
 from lrmeta.controllers.rl_features import (BASE_SCHEDULES, FEATURE_NAMES,
                                             FEATURE_SETS, SCALE_FREE_NAMES,
                                             SCALE_FREE_RANGES, FeatureState,
@@ -120,9 +128,13 @@ def policy_action(cfg: PolicyConfig, net_out: Any, key: jax.Array | None,
 def base_factor(cfg: PolicyConfig, count: jax.Array) -> jax.Array:
   """The base schedule's multiplier at update ``count`` (0-based): 1 for
   ``"constant"``, ``(1 + cos(pi * count / total_steps))/2`` for ``"cosine"``
-  (held at 0 past the budget)."""
+  (held at 0 past the budget), the ``wsd`` baseline's unit schedule
+  (:func:`lrmeta.schedules.baselines.unit_schedule`) for ``"wsd"``."""
   if cfg.base_schedule == "constant":
     return jnp.ones((), jnp.float32)
+  if cfg.base_schedule == "wsd":
+    return jnp.asarray(unit_schedule("wsd", cfg.total_steps)(count),
+                       jnp.float32)
   frac = jnp.minimum(_f32(count) / cfg.total_steps, 1.0)
   return 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
 

@@ -39,7 +39,7 @@ COMMANDS = {
                    "configs/mlrsnet_fmnist.py",
                    "lrmeta meta-train --config configs/mlrsnet_fmnist.py:debug"
                    " --config.meta.meta_steps=4"),
-    "rl-train": ("lrmeta.experiments.rl_job",
+    "rl-train": ("lrmeta.experiments.jobs.rl_train",
                  "train an RL learning-rate policy (PPO / actor-critic), "
                  "then test and transfer it",
                  "configs/rl_fmnist.py",

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import ml_collections
 
-from lrmeta.experiments import rl_job
+from lrmeta.experiments.jobs import rl_train as rl_job
 from lrmeta.experiments.config import apply_overrides, load_config
 
 

@@ -7,9 +7,9 @@ held-out protocol, frozen transfer.
    ``cfg.algos``:
 
    * ``"ppo"``: PPO over vmapped family environments, discrete rate factors
-     (Xu, Dai, Kemp, Metz 2019);
-   * ``"actor_critic"``: the actor-critic of Xu, Qin et al. (2017), a
-     continuous log-factor;
+     (lrmeta's environment, not the authors' of Xu, Dai, Kemp, Metz 2019);
+   * ``"actor_critic"``: lrmeta's actor-critic modelled on Xu, Qin et al.
+     (2017), a continuous log-factor;
    * ``"es"``: whole-run antithetic ES on the actor's weights
      (:class:`lrmeta.meta.family_es.FamilyES`, the meta-optimizer every
      learned controller shares), as many training runs as PPO's episodes;
@@ -41,112 +41,21 @@ evaluate``) and ``timings.json``. A rerun resumes each trainer.
 from __future__ import annotations
 
 import json
-import math
 import pathlib
 import time
 from typing import Any
 
-import jax
-import numpy as np
-
-from lrmeta import learned
-from lrmeta.controllers.rl_policy import feature_names
-from lrmeta.experiments import family_job, rl_loop
-from lrmeta.experiments import family_loop
+from lrmeta.experiments import family_job
 from lrmeta.experiments import results as res
 from lrmeta.experiments.config import ConfigError
-from lrmeta.experiments.family_loop import build_family, meta_train_family
-from lrmeta.learned import rl_policy as rl
-from lrmeta.rl.env import LREnvConfig, rollout
-from lrmeta.rl.family import family_envs
-from lrmeta.rl.family import training_shapes as rl_training_shapes
-from lrmeta.tasks.family import Family, Instance
-
-ALGOS = ("ppo", "actor_critic", "es")
-LABELS = {"ppo": "RL policy (PPO)", "actor_critic": "RL policy (actor-critic)",
-          "es": "RL policy (ES)"}
-TRANSFERS = ("cnn", "cifar")
-# The family set-up of the RL policy (shared with `lrmeta meta-train`).
-policy_config = family_loop.rl_policy_config
-saved_config = family_loop.rl_saved_config
-
-
-def env_config(cfg, action: str) -> LREnvConfig:
-  """The environments' configuration (``cfg.env``)."""
-  return rl_loop.env_config(cfg, policy_config(cfg, action))
-
-
-def shapes_of(cfg, family: Family) -> tuple[Instance, ...]:
-  """The training shapes every trainer uses (no held-out shape)."""
-  return rl_training_shapes(jax.random.key(cfg.family.shapes_seed),
-                            int(cfg.family.train_shapes), family)
-
-
-def episodes(cfg, algo: str) -> int:
-  """Training episodes (whole runs) of a trainer; ES gets PPO's."""
-  if algo == "actor_critic":
-    return cfg.actor_critic.episodes * cfg.actor_critic.num_envs
-  return cfg.ppo.iterations * cfg.ppo.num_envs
-
-
-def _es_view(cfg):
-  """``cfg`` as :func:`meta_train_family` reads it: the RL policy as the
-  controller, meta-steps from the episode budget."""
-  c = cfg.copy_and_resolve_references()
-  with c.unlocked():
-    c.controller = {"name": rl.NAME, "action": es_action(cfg)}
-    c.meta.meta_steps = max(1, math.ceil(episodes(cfg, "es")
-                                         / (2 * cfg.meta.es_pairs)))
-  return c
-
-
-def es_action(cfg) -> str:
-  """The ES-trained actor's head (``cfg.meta.action``, default
-  discrete)."""
-  return cfg.meta.get("action", "discrete")
-
-
-def action_of(cfg, algo: str) -> str:
-  """The actor head ``algo`` trains."""
-  if algo == "actor_critic":
-    return "continuous"
-  return es_action(cfg) if algo == "es" else "discrete"
-
-
-def train(cfg, algo: str, family: Family, shapes, out: pathlib.Path,
-          quiet: bool) -> dict:
-  """Trains the actor by ``algo``; saves it under ``out / algo /
-  "controller"``; returns ``{"actor", "config", "history", "episodes",
-  "seconds"}`` (``history``: per iteration, or ES's meta-trace)."""
-  folder = out / algo
-  folder.mkdir(parents=True, exist_ok=True)
-  t0 = time.perf_counter()
-  action = action_of(cfg, algo)
-  config = saved_config(cfg, action, algo=algo,
-                        episodes=episodes(cfg, algo),
-                        train_shapes=[s.name for s in shapes])
-  if algo == "es":
-    c = _es_view(cfg)
-    actor0 = rl.initial_actor(policy_config(cfg, action), jax.random.fold_in(
-        jax.random.key(cfg.seed), 1), cfg.env.keep_bias)
-    mt = meta_train_family(c, folder, quiet, theta0=actor0, shapes=shapes)
-    actor, history = mt["theta"], mt["trace"]
-    config["es_cosine"] = mt["es_cosine"]
-  elif algo in ("ppo", "actor_critic"):
-    c = cfg.copy_and_resolve_references()
-    with c.unlocked():
-      c.algo = algo
-    envs = family_envs(shapes, env_config(cfg, action), cfg.env.decisions,
-                       family=family)
-    actor, history = rl_loop.train_policy(c, list(envs), folder, quiet=quiet)
-    res.write_jsonl(folder / "training.jsonl", history)
-  else:
-    raise ConfigError(f"config key 'algos' holds {algo!r}; use some of "
-                      f"{ALGOS}")
-  learned.save(str(folder / "controller"), actor, config)
-  return {"actor": actor, "config": config, "history": history,
-          "episodes": episodes(cfg, algo),
-          "seconds": time.perf_counter() - t0}
+from lrmeta.experiments.family_loop import build_family
+# The trainers; their names stay importable from here.
+from lrmeta.experiments.rl_family_loop import (  # pylint: disable=unused-import
+    ALGOS, LABELS, TRANSFERS, env_config, episodes, policy_config,
+    saved_config, shapes_of, train)
+from lrmeta.experiments.rl_report import (late_cut_summary,
+                                          observations_section,
+                                          train_note, trainer_summary)
 
 
 # -- transfer -------------------------------------------------------------------
@@ -163,48 +72,6 @@ def run_transfer(cfg, section, trained: dict, log) -> dict:
   for key in ("vs_cosine", "vs_best"):
     stage[key] = {a: stage[key][LABELS[a]] for a in trained}
   return stage
-
-
-# -- observation ranges -----------------------------------------------------------
-
-
-def _quantiles(obs: np.ndarray) -> np.ndarray:
-  """``[features, 3]``: 5th percentile, median, 95th percentile."""
-  flat = np.asarray(obs, np.float64).reshape(-1, obs.shape[-1])
-  return np.percentile(flat, [5, 50, 95], axis=0).T
-
-
-def training_observations(cfg, tr: dict, shapes, family: Family,
-                          seeds: int = 4) -> np.ndarray:
-  """Observations of the frozen (greedy) policy on training shapes,
-  ``[n, features]``."""
-  action = tr["config"]["policy"]["action"]
-  envs = family_envs(shapes, env_config(cfg, action), cfg.env.decisions,
-                     family=family, allow_held_out=True)
-  rows = []
-  for i, env in enumerate(envs):
-    keys = jax.random.split(jax.random.key(10_000 + i), seeds)
-    _, traj = jax.jit(lambda a, k, e=env: rollout(e, a, k))(tr["actor"], keys)
-    rows.append(np.asarray(traj["obs"]).reshape(-1, env.obs_dim))
-  return np.concatenate(rows)
-
-
-def traced_observations(tr: dict, folder: pathlib.Path, task, steps: int,
-                        lr: float, seeds=(0,)) -> np.ndarray:
-  """Observations of the saved policy on ``task`` (rate ``lr``)."""
-  rows = [rl.policy_trace(str(folder), task, steps, jax.random.key(s),
-                          learning_rate=lr)["obs"] for s in seeds]
-  return np.concatenate(rows)
-
-
-def feature_table(names, columns: dict[str, np.ndarray]) -> str:
-  """Markdown: per feature, ``p5 / median / p95`` in each column."""
-  qs = {k: _quantiles(v) for k, v in columns.items()}
-  rows = [[name] + [" / ".join(f"{x:+.2f}" for x in q[j])
-                    for q in qs.values()]
-          for j, name in enumerate(names)]
-  return res.markdown_table(["feature"] + [f"{k} (p5 / median / p95)"
-                                           for k in qs], rows)
 
 
 # -- the job ----------------------------------------------------------------------
@@ -232,6 +99,36 @@ def _run(cfg, out: pathlib.Path, quiet: bool) -> dict:
                       f"{algos}")
   family = build_family(cfg)
   shapes = shapes_of(cfg, family)
+  trained, seconds = _train_all(cfg, algos, family, shapes, out, quiet)
+  summary: dict[str, Any] = {
+      "results_dir": str(cfg.output_dir), "headline": algos[0],
+      "episodes": episodes(cfg, algos[0]),
+      "train_shapes": [s.name for s in shapes],
+      "trainers": {a: trainer_summary(a, trained[a]) for a in algos}}
+  sections = [(None, train_note(cfg, trained, shapes), "")]
+  if cfg.test.enabled:
+    sections.append(_heldout(cfg, trained, out, summary, seconds, quiet))
+  transfers = {}
+  if cfg.transfer.enabled:
+    for i, name in enumerate(cfg.transfer.tasks):
+      transfers[name] = _transfer(cfg, name, trained, summary, seconds,
+                                  quiet)
+      sections.append(_transfer_section(cfg, i, name, transfers[name],
+                                        algos))
+  sections.append(observations_section(cfg, trained[algos[0]], family, shapes,
+                                transfers, out, algos[0]))
+  seconds["total"] = time.perf_counter() - t_start
+  summary["seconds"] = seconds
+  text = res.write_summary(out, cfg.name, sections)
+  res.write_timings(out, seconds)
+  (out / "summary.json").write_text(json.dumps(summary, indent=1,
+                                               default=float))
+  _log("\n" + text + f"\nresults written to {cfg.output_dir}/")
+  return summary
+
+
+def _train_all(cfg, algos, family, shapes, out, quiet):
+  """Stage 1: every trainer of ``algos``; ``(trained, seconds)``."""
   _log(f"[1/4] training the actor over {len(shapes)} family shapes "
        f"({', '.join(s.name for s in shapes)}) by {', '.join(algos)}; "
        f"{cfg.env.decisions} decisions per episode")
@@ -247,159 +144,82 @@ def _run(cfg, out: pathlib.Path, quiet: bool) -> dict:
     else:
       res.plot_rl_training(out / f"training_{algo}.png", hist,
                            f"{cfg.name}: {LABELS[algo]}")
-  summary: dict[str, Any] = {
-      "results_dir": str(cfg.output_dir), "headline": algos[0],
-      "episodes": episodes(cfg, algos[0]),
-      "train_shapes": [s.name for s in shapes],
-      "trainers": {a: _trainer_summary(a, trained[a]) for a in algos}}
-  sections = [(None, _train_note(cfg, trained, shapes), "")]
+  return trained, seconds
 
-  if cfg.test.enabled:
-    _log("[2/4] held-out protocol")
-    t0 = time.perf_counter()
-    results = family_job.judge(cfg, {
-        LABELS[a]: family_job.tuned_controller_method(tr["config"],
-                                                      tr["actor"])
-        for a, tr in trained.items()}, quiet)
-    seconds["heldout"] = time.perf_counter() - t0
+
+def _heldout(cfg, trained, out, summary, seconds, quiet):
+  """Stage 2: the held-out protocol; fills ``summary``; returns the
+  section."""
+  algos = tuple(trained)
+  _log("[2/4] held-out protocol")
+  t0 = time.perf_counter()
+  results = family_job.judge(cfg, {
+      LABELS[a]: family_job.tuned_controller_method(tr["config"],
+                                                    tr["actor"])
+      for a, tr in trained.items()}, quiet)
+  seconds["heldout"] = time.perf_counter() - t0
+  for a in algos:
+    summary["trainers"][a].update(family_job.versus_cosine(results,
+                                                           LABELS[a]))
+    summary["trainers"][a].update(family_job.versus_baselines(results,
+                                                              LABELS[a]))
+  summary.update(family_job.versus_cosine(results, LABELS[algos[0]]))
+  summary.update(family_job.versus_baselines(results, LABELS[algos[0]]))
+  others = [(LABELS[a], how) for a in algos
+            for how in ("family", "instance")] + family_job.baseline_rows()
+  table = res.write_family_table(out / "heldout.md", results,
+                                 ("cosine", "family"), others)
+  res.plot_family_rates(out / "rates.png", family_job.rate_curves(
+      results, (LABELS[algos[0]], "cosine")),
+      f"{LABELS[algos[0]]} vs family-tuned cosine on held-out instances")
+  summary["heldout_family_lr"] = results[LABELS[algos[0]]].family_lr
+  for name in [LABELS[a] for a in algos] + ["cosine", "wsd"]:
+    if name in results:
+      cut = late_cut_summary(results[name])
+      summary.setdefault("late_cut", {})[name] = cut
+      _log(f"  {name}: last-10 % rate / rate at 70 %: mean "
+           f"{cut['mean_ratio']:.3f}, below 1/3 on {cut['runs_below_third']}"
+           f" of {cut['runs']} held-out runs")
+  return ("Held-out instances", family_job.test_note(cfg, results), table)
+
+
+def _transfer(cfg, name, trained, summary, seconds, quiet) -> dict:
+  """Stage 3 on transfer section ``name``; fills ``summary``."""
+  algos = tuple(trained)
+  t = cfg.transfer[name]
+  _log(f"[3/4] transfer to {t.dataset} / {t.model}: {t.steps} steps of "
+       f"batch {t.batch_size}, policies frozen, rates tuned over "
+       f"{tuple(t.lr_grid)}, test seeds {tuple(t.test_seeds)}")
+  t0 = time.perf_counter()
+  stage = run_transfer(cfg, t, trained, (lambda s: None) if quiet else _log)
+  seconds[f"transfer_{name}"] = time.perf_counter() - t0
+  for key in ("vs_cosine", "vs_best"):
+    summary[f"transfer_{name}_{key}"] = stage[key][algos[0]]
     for a in algos:
-      summary["trainers"][a].update(family_job.versus_cosine(results,
-                                                             LABELS[a]))
-      summary["trainers"][a].update(family_job.versus_baselines(results,
-                                                                LABELS[a]))
-    summary.update(family_job.versus_cosine(results, LABELS[algos[0]]))
-    summary.update(family_job.versus_baselines(results, LABELS[algos[0]]))
-    others = [(LABELS[a], how) for a in algos
-              for how in ("family", "instance")] + family_job.baseline_rows()
-    table = res.write_family_table(out / "heldout.md", results,
-                                   ("cosine", "family"), others)
-    res.plot_family_rates(out / "rates.png", family_job.rate_curves(
-        results, (LABELS[algos[0]], "cosine")),
-        f"{LABELS[algos[0]]} vs family-tuned cosine on held-out instances")
-    sections.append(("Held-out instances",
-                     family_job.test_note(cfg, results), table))
-    heldout_lr = results[LABELS[algos[0]]].family_lr
-
-  transfers = {}
-  if cfg.transfer.enabled:
-    for i, name in enumerate(cfg.transfer.tasks):
-      t = cfg.transfer[name]
-      _log(f"[3/4] transfer to {t.dataset} / {t.model}: {t.steps} steps of "
-           f"batch {t.batch_size}, policies frozen, rates tuned over "
-           f"{tuple(t.lr_grid)}, test seeds {tuple(t.test_seeds)}")
-      t0 = time.perf_counter()
-      transfers[name] = run_transfer(cfg, t, trained,
-                                     (lambda s: None) if quiet else _log)
-      seconds[f"transfer_{name}"] = time.perf_counter() - t0
-      for key in ("vs_cosine", "vs_best"):
-        summary[f"transfer_{name}_{key}"] = transfers[name][key][algos[0]]
-        for a in algos:
-          summary["trainers"][a][f"transfer_{name}_{key}"] = (
-              transfers[name][key][a])
-      r = transfers[name]["results"]
-      summary[f"transfer_{name}"] = {
-          "task": transfers[name]["task"].name, "steps": t.steps,
-          "test_acc": {n: res.mean_std(x.hist.final("test_acc"))
-                       for n, x in r.items()},
-          "tuned_lr": {n: x.lr for n, x in r.items()}}
-      sections.append((f"Transfer {i + 1}: {transfers[name]['task'].name}",
-                       family_job.transfer_note(
-                           t, {**transfers[name], **{key: {
-                               LABELS[a]: d for a, d in
-                               transfers[name][key].items()}
-                               for key in ("vs_cosine", "vs_best")}},
-                           [LABELS[a] for a in algos]),
-                       res.markdown_table(
-                           ["method", "tuned base lr", "test acc",
-                            "test loss", "val acc"],
-                           res.result_rows(r, ("test_acc", "test_loss",
-                                               "val_acc")))))
-
-  _log("[4/4] observation ranges of the headline policy")
-  head = trained[algos[0]]
-  cols = {"training shapes": training_observations(cfg, head, shapes,
-                                                   family)}
-  if cfg.test.enabled:
-    held = family_job.heldout_shapes(family)
-    cols["held-out shapes"] = training_observations(cfg, head, held, family)
-  for name, tf in transfers.items():
-    t = cfg.transfer[name]
-    cols[f"transfer {name}"] = traced_observations(
-        head, out / algos[0] / "controller", tf["task"], t.steps,
-        tf["results"][LABELS[algos[0]]].lr)
-  names = feature_names(head["config"]["policy"]["features"])
-  ftable = feature_table(names, cols)
-  (out / "features.md").write_text(
-      f"Observations of {LABELS[algos[0]]} (greedy), p5 / median / p95 per "
-      f"feature over every decision; training and held-out shapes: 4 "
-      f"episodes per shape in the training environment (base rate "
-      f"{cfg.env.base_lr}, random start as in training), the observations "
-      f"the decisions read; transfer: one run at the policy's tuned base "
-      f"rate, the observations after each decision window (what decisions "
-      f"2 to N read, and the final state).\n\n"
-      + ftable)
-  sections.append(("Observation ranges", "Headline policy, greedy.",
-                   ftable))
-  if cfg.test.enabled:
-    summary["heldout_family_lr"] = heldout_lr
-  seconds["total"] = time.perf_counter() - t_start
-  summary["seconds"] = seconds
-  text = res.write_summary(out, cfg.name, sections)
-  res.write_timings(out, seconds)
-  (out / "summary.json").write_text(json.dumps(summary, indent=1,
-                                               default=float))
-  _log("\n" + text + f"\nresults written to {cfg.output_dir}/")
-  return summary
+      summary["trainers"][a][f"transfer_{name}_{key}"] = stage[key][a]
+  r = stage["results"]
+  summary[f"transfer_{name}"] = {
+      "task": stage["task"].name, "steps": t.steps,
+      "test_acc": {n: res.mean_std(x.hist.final("test_acc"))
+                   for n, x in r.items()},
+      "tuned_lr": {n: x.lr for n, x in r.items()}}
+  return stage
 
 
-def _trainer_summary(algo: str, tr: dict) -> dict:
-  h = tr["history"]
-  out = {"episodes": tr["episodes"], "seconds": round(tr["seconds"], 1)}
-  if algo == "es":
-    vals = [r["val_objective"] for r in h if "val_objective" in r]
-    out.update(meta_objective_first=vals[0], meta_objective_last=vals[-1],
-               es_cosine=tr["config"].get("es_cosine"))
-  else:
-    # Iterations cycle through the training shapes, whose returns differ
-    # in scale: compare each shape's first and last iteration.
-    by_shape: dict[int, list[float]] = {}
-    for m in h:
-      by_shape.setdefault(int(m.get("env_index", 0)), []).append(
-          float(m["episode_return"]))
-    first = [r[0] for r in by_shape.values()]
-    last = [r[-1] for r in by_shape.values()]
-    out.update(return_first=float(np.mean(first)),
-               return_last=float(np.mean(last)),
-               shapes_return_rose=int(sum(b > a for a, b in zip(first, last))),
-               shapes=len(by_shape))
-  return out
-
-
-def _train_note(cfg, trained, shapes) -> str:
-  parts = []
-  for a, tr in trained.items():
-    s = _trainer_summary(a, tr)
-    if a == "es":
-      parts.append(
-          f"{LABELS[a]}: {s['episodes']} runs ({cfg.meta.es_pairs} pairs per "
-          f"meta-step, sigma {cfg.meta.es_sigma}); validation objective "
-          f"{s['meta_objective_first']:.4f} -> "
-          f"{s['meta_objective_last']:.4f}; {s['seconds']:.0f} s")
-    else:
-      parts.append(
-          f"{LABELS[a]}: {s['episodes']} episodes; mean return over the "
-          f"training shapes {s['return_first']:+.3f} at each shape's first "
-          f"iteration, {s['return_last']:+.3f} at its last (higher on "
-          f"{s['shapes_return_rose']} of {s['shapes']} shapes); "
-          f"{s['seconds']:.0f} s")
-  return (f"Actor {tuple(cfg.env.hidden)} on {cfg.env.features} features, "
-          f"{cfg.env.decisions} decisions per episode, SGD momentum "
-          f"{cfg.env.momentum} from base rate {cfg.env.base_lr} (episodes "
-          f"start at base_lr * e^U[-{cfg.env.init_log_lr_range}, "
-          f"{cfg.env.init_log_lr_range}]); {len(shapes)} training shapes. "
-          + "; ".join(parts) + ".")
+def _transfer_section(cfg, i, name, stage, algos):
+  labelled = {key: {LABELS[a]: d for a, d in stage[key].items()}
+              for key in ("vs_cosine", "vs_best")}
+  return (f"Transfer {i + 1}: {stage['task'].name}",
+          family_job.transfer_note(cfg.transfer[name],
+                                   {**stage, **labelled},
+                                   [LABELS[a] for a in algos]),
+          res.markdown_table(
+              ["method", "tuned base lr", "test acc", "test loss",
+               "val acc"],
+              res.result_rows(stage["results"],
+                              ("test_acc", "test_loss", "val_acc"))))
 
 
 __all__ = ["ALGOS", "LABELS", "TRANSFERS", "env_config",
-           "episodes", "feature_table", "policy_config", "run", "run_transfer",
-           "saved_config", "shapes_of", "train", "training_observations"]
+           "episodes", "policy_config", "run", "run_transfer",
+           "saved_config", "shapes_of", "train"]

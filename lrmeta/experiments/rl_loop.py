@@ -1,5 +1,6 @@
 """The RL training run behind ``lrmeta rl-train``: config -> task,
-environments, trainer (PPO or actor-critic), with a progress bar.
+environments, trainer (PPO or actor-critic in lrmeta's environment, the
+script's PPO in the ``"xu2019"`` environment), with a progress bar.
 
 The actor starts close to "keep the rate" (``env.keep_bias``), and each
 episode starts from a random rate around ``env.base_lr`` so that the policy
@@ -15,12 +16,68 @@ import jax
 from tqdm.auto import tqdm
 
 from lrmeta.controllers.rl_policy import PolicyConfig
+from lrmeta.controllers.rl_xu2019 import Xu2019Config
 from lrmeta.experiments import train_job
 from lrmeta.experiments.config import ConfigError, check_range
 from lrmeta.learned.rl_policy import initial_actor
 from lrmeta.rl import (ACConfig, LREnv, LREnvConfig, PPOConfig, ppo_init,
                        train_actor_critic, train_ppo)
+from lrmeta.rl.xu2019 import Xu2019TrainConfig, train_xu2019
 from lrmeta.tasks import make_task
+
+ENV_MODES = ("lrmeta", "xu2019")
+SCOPES = ("task", "family")
+
+
+def choice(cfg, key: str, allowed: tuple[str, ...]) -> str:
+  """The value of config key ``key`` (dotted), which must be one of
+  ``allowed``."""
+  node = cfg
+  for part in key.split("."):
+    if part not in node:
+      raise ConfigError(f"config key {key!r} is missing; set it to one of "
+                        f"{allowed}")
+    node = node[part]
+  if node not in allowed:
+    raise ConfigError(f"config key {key!r} must be one of {allowed}, got "
+                      f"{node!r}")
+  return node
+
+
+def xu2019_config(cfg, total_steps: int | None = None) -> Xu2019Config:
+  """The controller of the ``"xu2019"`` environment (``cfg.xu2019``)."""
+  x = cfg.xu2019
+  return Xu2019Config(
+      total_steps=int(total_steps or cfg.env.total_steps),
+      keep_interval=x.keep_interval, val_examples=x.val_examples,
+      action_std=x.action_std, clip_low=x.clip_low, clip_high=x.clip_high)
+
+
+def train_xu2019_policy(cfg, task, *, quiet: bool = False):
+  """The script's PPO in the ``"xu2019"`` environment; ``(actor,
+  history)``."""
+  x = cfg.xu2019
+  check_range(cfg, "xu2019.episodes", 1)
+  tc = Xu2019TrainConfig(episodes=x.episodes, base_lr=cfg.env.base_lr,
+                         reward_baseline=x.reward_baseline,
+                         logprob_of=x.logprob_of, seed=cfg.seed)
+  bar = tqdm(total=x.episodes, desc="xu2019 PPO (episodes)", disable=quiet,
+             dynamic_ncols=True)
+
+  def callback(i, m):
+    bar.n = i
+    bar.set_postfix({"return": f"{m['episode_return']:.1f}",
+                     "val_loss": f"{m['final_val_loss']:.3f}",
+                     "final_lr": f"{m['final_lr']:.3g}"}, refresh=False)
+    bar.refresh()
+
+  try:
+    params, history = train_xu2019(task, xu2019_config(cfg), tc,
+                                   callback=callback)
+  except ValueError as e:
+    raise ConfigError(f"config section 'xu2019': {e}") from e
+  bar.close()
+  return params["actor"], history
 
 
 def build_task(cfg):

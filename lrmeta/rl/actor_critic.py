@@ -14,13 +14,22 @@ The actor is the continuous :class:`~lrmeta.controllers.rl_policy.PolicyNet`
 training), so the trained actor deploys unchanged through
 :func:`lrmeta.controllers.rl_policy.rl_lr_policy` in deterministic mode.
 
-Differences from the paper, by design: the action is a log-factor on the
-learning rate (the paper's actor outputs the rate itself), the actor is an MLP
-on the normalised features (the paper uses a recurrent actor on the model's
-state), and the paper's trick of feeding different minibatches to actor and
-critic is replaced by the critic seeing the validation-based reward while the
-actor sees training features. Use ``LREnvConfig(reward="train_loss")`` for the
-paper's training-loss reward.
+What is the paper's and what is lrmeta's (no authors' code was released to
+follow; the paper's text is the source):
+
+* The paper's: an actor proposes the learning rate from the state, a critic
+  judges the proposal and trains the actor; both learn online during
+  training; the training-loss reward (``LREnvConfig(reward="train_loss")``).
+* lrmeta's: the action is a log-factor on the rate (the paper's actor
+  outputs the rate itself); it is taken every N steps, not every step; the
+  actor is an MLP on lrmeta's normalised features (the paper's actor is
+  recurrent, on the model's state); the critic is ``Q(s, a)`` trained with
+  a one-step TD target and the actor follows its action gradient (DDPG-style
+  deterministic policy gradient); the reward is lrmeta's telescoping
+  improvement plus a final term (:mod:`lrmeta.rl.env`); the paper's feeding
+  of different minibatches to actor and critic is not reproduced (the critic
+  sees the validation-based reward, the actor training features); SGD with
+  momentum is the inner optimizer.
 
 References:
   Xu, Qin, Wang, Liu, "Reinforcement Learning for Learning Rate Control",

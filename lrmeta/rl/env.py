@@ -1,4 +1,13 @@
-"""Learning-rate control as an RL environment: one training run per episode.
+"""lrmeta's learning-rate control environment (``env.mode = "lrmeta"``): one
+training run per episode.
+
+This is lrmeta's own design, not the environment of any paper: SGD with
+momentum, a discrete (or log-factor) change every N steps, features that are
+ratios, and a telescoping-improvement reward with a final term. The
+environment as Xu, Dai, Kemp, Metz (2019) built it in their released code
+(Adam, a multiplier in [0.965, 1.035] every step, their 9 raw features,
+reward ``2 - validation loss`` every step) is ``env.mode = "xu2019"``,
+:mod:`lrmeta.rl.xu2019`.
 
 The environment is a set of pure functions on an explicit state, so a batch
 of environments is one ``jax.vmap``-ed, jitted program: ``reset(key)`` starts
@@ -8,15 +17,18 @@ chosen factor and runs ``steps_per_action`` inner steps with
 
 Set-ups (see :class:`lrmeta.controllers.rl_policy.PolicyConfig`):
 
-* Xu, Dai, Kemp, Metz (2019): ``features="xu2019"`` (training and validation
-  loss, variance of predictions and of their changes, output-layer weight
-  statistics), ``action="discrete"`` (the LR is multiplied by one of a few
-  factors every N steps), ``reward="val_loss"``, trained with PPO
-  (:mod:`lrmeta.rl.ppo`).
-* Xu, Qin, Wang, Liu (2017): ``action="continuous"`` (a real-valued action per
+* PPO (:mod:`lrmeta.rl.ppo`) with ``features="xu2019"``: lrmeta's 8 ratio
+  features plus four normalised ones modelled on the quantities Xu, Dai,
+  Kemp, Metz (2019) observe (prediction variance and its change, output-layer
+  weight statistics), ``action="discrete"`` (one of a few factors every N
+  steps: lrmeta's choice; the authors' code multiplies by a continuous factor
+  every step), ``reward="val_loss"`` (lrmeta's improvement reward, not the
+  authors' ``2 - validation loss``).
+* The actor-critic of :mod:`lrmeta.rl.actor_critic` (modelled on Xu, Qin,
+  Wang, Liu 2017): ``action="continuous"`` (a real-valued action per
   decision; here a log-factor rather than an absolute rate, so it composes
   with any base rate), ``reward="train_loss"`` (decrease of the training
-  loss), trained with the actor-critic of :mod:`lrmeta.rl.actor_critic`.
+  loss).
 * The task family (:mod:`lrmeta.rl.family`): one environment per instance
   shape of :class:`lrmeta.tasks.family.Family`, every budget split into the
   same number of decisions, with ``features="scale_free"`` so that the
@@ -29,12 +41,13 @@ cap): ``shaping * (v_prev - v) / v0`` after each decision, and at the end
 ``final_val_examples`` validation images; with the defaults the final term
 dominates, so the policy is scored mainly on where the run ends.
 
-Action choice: the default is discrete, factors (0.5, 0.8, 1, 1.25, 2), as in
-Xu et al. (2019), whose controller picks among a few multiplicative changes
-every few steps; a discrete action is easy for PPO to explore and its greedy
-mode is exactly reproducible by the deployed policy. The continuous option
-(Gaussian log-factor clipped to +-0.7 per decision) follows the real-valued
-actor of Xu, Qin et al. (2017).
+Action choice (lrmeta's): the default is discrete, factors (0.5, 0.8, 1, 1.25,
+2) every N steps; a discrete action is easy for PPO to explore and its greedy
+mode is exactly reproducible by the deployed policy. (Xu et al. 2019's code
+instead samples a continuous multiplier in [0.965, 1.035] every step; that is
+``env.mode = "xu2019"``.) The continuous option (Gaussian log-factor clipped
+to +-0.7 per decision) is modelled on the real-valued actor of Xu, Qin et
+al. (2017).
 
 References:
   Xu, Dai, Kemp, Metz, "Learning an Adaptive Learning Rate Schedule",
@@ -116,8 +129,9 @@ class LREnvConfig:
     base_lr: the initial (and base) learning rate of SGD.
     momentum: SGD momentum.
     val_batch_size: validation minibatch measured once per decision.
-    reward: ``"val_loss"`` (Xu et al. 2019) or ``"train_loss"`` (Xu, Qin et
-      al. 2017).
+    reward: ``"val_loss"`` (improvement of the validation loss) or
+      ``"train_loss"`` (of the training-loss EMA, modelled on Xu, Qin et al.
+      2017); both lrmeta's shaping, see above.
     shaping: weight of the per-decision improvement rewards.
     final_weight: weight of the final-objective reward.
     final_val_examples: validation images scored at the end of an episode.

@@ -36,10 +36,11 @@ import dataclasses
 from collections.abc import Sequence
 
 import jax
+import numpy as np
 
 from lrmeta.controllers import checks
 from lrmeta.controllers.rl_policy import PolicyConfig
-from lrmeta.rl.env import LREnv, LREnvConfig
+from lrmeta.rl.env import LREnv, LREnvConfig, rollout
 from lrmeta.tasks.family import Family
 from lrmeta.tasks.protocol import TaskFamily, sample_shapes
 
@@ -123,3 +124,35 @@ def family_envs(shapes: Sequence, env_cfg: LREnvConfig,
 
 __all__ = ["family_envs", "family_policy_config", "held_out_shapes",
            "training_shapes"]
+
+
+def greedy_observations(envs: Sequence, actor_params, seeds: int = 4,
+                        first_seed: int = 10_000) -> np.ndarray:
+  """Observations the greedy policy ``actor_params`` reads at its decisions,
+  ``[n, obs_dim]``: ``seeds`` episodes in each environment of ``envs``
+  (environment ``i`` uses the keys of ``first_seed + i``)."""
+  rows = []
+  for i, env in enumerate(envs):
+    keys = jax.random.split(jax.random.key(first_seed + i), seeds)
+    _, traj = jax.jit(lambda a, k, e=env: rollout(e, a, k))(actor_params,
+                                                            keys)
+    rows.append(np.asarray(traj["obs"]).reshape(-1, env.obs_dim))
+  return np.concatenate(rows)
+
+
+def observation_quantiles(obs: np.ndarray) -> np.ndarray:
+  """``[features, 3]``: 5th percentile, median, 95th percentile of the rows
+  of ``obs``."""
+  flat = np.asarray(obs, np.float64).reshape(-1, obs.shape[-1])
+  return np.percentile(flat, [5, 50, 95], axis=0).T
+
+
+def late_cut(lr: np.ndarray, at: float = 0.7, tail: float = 0.1
+             ) -> np.ndarray:
+  """Per run (rows of ``lr``, ``[K, T]`` applied rates): the mean rate over
+  the last ``tail`` of the budget over the rate at step ``int(at * T)``. A
+  run "makes the late cut" when this is below 1/3."""
+  lr = np.atleast_2d(np.asarray(lr, np.float64))
+  t = lr.shape[-1]
+  start = min(t - 1, int(np.ceil((1 - tail) * t)))
+  return lr[:, start:].mean(-1) / np.maximum(lr[:, int(at * t)], 1e-30)
