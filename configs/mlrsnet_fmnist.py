@@ -173,12 +173,13 @@ def get_config(variant=None):
   elif variant in ("official", "small_official"):
     # The authors' protocol (meta_train.py): plain SGD + weight decay 5e-4,
     # one long run, a look-ahead at minibatch 300 of each epoch on a meta
-    # batch of 128 (train mode), Adam 1e-3 / 1e-4, no clipping. Not theirs:
-    # gamma comes from the first minibatch loss (they evaluate the training
-    # set once before training) and the meta set is a random, not
-    # class-balanced, 1,000 of the training images.
+    # batch of 128 (train mode), Adam 1e-3 / 1e-4, no clipping, a
+    # class-balanced meta set of 1,000 training images (data_loader.py
+    # 153-165). Not theirs: gamma comes from the first minibatch loss (they
+    # evaluate the training set once before training).
     c.output_dir = "results/mlrsnet_fmnist_official"
     c.meta.estimator = "online_lookahead"
+    c.task.balanced_val = True
     c.meta.every = 300
     c.meta.steps_per_epoch = 422  # 54,000 training images / 128
     c.meta.horizon = 200 * 422

@@ -201,3 +201,16 @@ def test_cifar10_env_archive_must_be_usable(tmp_path, monkeypatch):
     cifar10.resolve_source()
   with pytest.raises(DataNotFoundError, match="task.data_dir"):
     locate("cifar10", str(tmp_path / "missing"))
+
+
+def test_mlrsnet_official_config_carves_a_class_balanced_meta_set():
+  from lrmeta.experiments.build import build_task
+  from lrmeta.experiments.config import load_config
+  root = pathlib.Path(__file__).resolve().parents[1]
+  cfg = load_config(f"{root}/configs/mlrsnet_fmnist.py:small_official")
+  assert cfg.task.balanced_val and cfg.task.num_val == 1000
+  task = build_task(cfg)
+  np.testing.assert_array_equal(
+      np.bincount(np.asarray(task.dataset.val_y), minlength=10),
+      np.full(10, 100))
+  assert task.dataset.num_train == 12800

@@ -15,7 +15,8 @@ def build_task(cfg, model_kwargs: dict | None = None):
   check_range(cfg, "task.num_val", 1)
   data_kwargs = {"num_val": cfg.task.num_val, "seed": cfg.task.data_seed,
                  "label_noise": cfg.task.label_noise,
-                 "max_train": cfg.task.max_train or None}
+                 "max_train": cfg.task.max_train or None,
+                 "balanced_val": bool(cfg.task.get("balanced_val", False))}
   if cfg.task.data_dir:
     data_kwargs["data_dir"] = cfg.task.data_dir
   return make_task(cfg.task.dataset, cfg.task.model,

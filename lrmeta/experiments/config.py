@@ -214,6 +214,7 @@ def task_config(dataset: str = "fashion_mnist", model: str = "small_cnn"
   t.model = model
   t.batch_size = 128
   t.num_val = 5000
+  t.balanced_val = False  # True: num_val / 10 of every class (MLR-SNet's)
   t.label_noise = 0.0
   t.max_train = 0        # 0: the whole training split
   t.data_seed = 0

@@ -230,6 +230,7 @@ def _task_rules(prefix: str) -> dict[str, Check]:
           f"{prefix}model": one_of(_models),
           f"{prefix}batch_size": COUNT,
           f"{prefix}num_val": COUNT,
+          f"{prefix}balanced_val": flag,
           f"{prefix}label_noise": FRACTION,
           f"{prefix}max_train": COUNT0,       # 0: the whole training split
           f"{prefix}data_seed": SEED}
