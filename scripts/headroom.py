@@ -24,6 +24,7 @@ import time
 import jax
 
 from lrmeta.experiments.config import apply_overrides, load_config
+from lrmeta.experiments.validate import validate
 from lrmeta.experiments.family_job import protocol
 from lrmeta.experiments.family_loop import build_family, parse_source
 from lrmeta.protocol import compare_family
@@ -90,6 +91,7 @@ def main(argv=None) -> None:
   args, overrides = p.parse_known_args(argv)
   cfg = load_config(args.config)
   cfg = apply_overrides(cfg, overrides)
+  validate(cfg)
   fcfg = family_config(cfg)
   shapes = shapes_of(cfg)
   out = pathlib.Path(cfg.output_dir)

@@ -277,6 +277,7 @@ RULES: dict[str, Check] = {
     "kind": one_of(("task", "family")),
     "controller.name": one_of(_controllers),
     "controller.momentum": MOMENTUM,
+    "controller.optimizer": one_of(("sgd", "adam")),  # learned schedule's base
     "controller.base_lr": RATE,
     "controller.num_knots": integer(2),
     "controller.feedback": flag,
@@ -407,6 +408,18 @@ RULES: dict[str, Check] = {
     "env.decisions": COUNT,
     "meta.action": one_of(("discrete", "continuous")),  # the ES actor's head
     "controller.action": one_of(("discrete", "continuous")),
+    # scripts/headroom.py (configs/headroom.py)
+    "family": nonempty_text,                  # the family's config spec
+    "optimizer": one_of(("sgd", "adam")),
+    "momentum": MOMENTUM,
+    "schedules": SCHEDULES,
+    "sources": sequence(family_source, nonempty=False,
+                        what="'dataset:pool' strings"),
+    "widen.axes": sequence(one_of(("none", "long", "noise", "small_data")),
+                           what="widening axes"),
+    "widen.steps_scale": RATE,
+    "widen.label_noise": FRACTION,
+    "widen.max_train": COUNT,
 }
 
 # The keys of one transfer section (``transfer.<name>.<key>`` for every
