@@ -33,6 +33,7 @@ widths, the budget of the ``small`` training task).
 import ml_collections
 
 from lrmeta.experiments.config import (actor_critic_config, ppo_config,
+                                      transfer_section,
                                       task_config)
 
 VARIANTS = ("", "small", "debug", "xu2017", "xu2017_small", "cifar_small",
@@ -116,20 +117,17 @@ def get_config(variant=None):
   c.eval.deterministic = True    # greedy policy
 
   # Transfer, the policy unchanged (its N scales with the budget so it takes
-  # the same number of decisions).
+  # the same number of decisions): one section of the transfer schema
+  # (lrmeta.experiments.transfer) per task in ``transfer.tasks``. ResNet-8
+  # on CIFAR-10, 7,000 steps of batch 128 (about 20 epochs of the 45,000
+  # training images), four evaluations along each run.
   c.transfer = ml_collections.ConfigDict()
   c.transfer.enabled = True
-  c.transfer.dataset = "cifar10"
-  c.transfer.model = "resnet8"
-  c.transfer.max_train = 0
-  c.transfer.num_val = 5000
-  c.transfer.batch_size = 128
-  c.transfer.epochs = 20.0
-  c.transfer.schedules = c.eval.schedules
-  c.transfer.lr_grid = (0.02, 0.05, 0.1, 0.2)
-  c.transfer.tune_seeds = (100,)
-  c.transfer.test_seeds = (1000, 1001, 1002)
-  c.transfer.eval_examples = 0
+  c.transfer.tasks = ("cifar",)
+  c.transfer.cifar = transfer_section(
+      "cifar10", "resnet8", 128, 7000, (0.02, 0.05, 0.1, 0.2), 5000,
+      tune_seeds=(100,), test_seeds=(1000, 1001, 1002),
+      baselines=c.eval.schedules, eval_every=1750)
 
   variant = variant or ""
   if variant not in VARIANTS:
@@ -161,28 +159,27 @@ def get_config(variant=None):
     c.actor_critic.num_envs = 8
     c.actor_critic.episodes = 40
     c.eval.eval_examples = 2000
-    c.transfer.max_train = 5000
-    c.transfer.num_val = 1000
-    c.transfer.batch_size = 32
-    c.transfer.epochs = 2.0
-    c.transfer.tune_seeds = (100,)
-    # Three points (a fourth cost 10 % of the run): earlier small runs tuned
-    # cosine to 0.2 (the edge of (0.02, ..., 0.2)), the PPO policy to 0.05
-    # and the actor-critic to 0.5.
-    c.transfer.lr_grid = (0.05, 0.2, 0.5)
-    # Whole splits (the CIFAR-10 JPEG copy is stored by class; the loader
-    # now mixes its test split, but subsets still add sampling noise).
-    c.transfer.eval_examples = 0
+    # 5,000 CIFAR-10 images, 312 steps of batch 32 (about 2 epochs). Three
+    # rates (a fourth cost 10 % of the run): earlier small runs tuned cosine
+    # to 0.2 (the edge of (0.02, ..., 0.2)), the PPO policy to 0.05 and the
+    # actor-critic to 0.5. Whole splits (the CIFAR-10 JPEG copy is stored by
+    # class; the loader mixes its test split, but subsets still add
+    # sampling noise).
+    c.transfer.cifar = transfer_section(
+        "cifar10", "resnet8", 32, 312, (0.05, 0.2, 0.5), 1000,
+        max_train=5000, tune_seeds=(100,), test_seeds=(1000, 1001, 1002),
+        baselines=c.eval.schedules, eval_every=78)
   if variant == "cifar_small":
     c.name = "rl_cifar10"
     c.output_dir = "results/rl_cifar10_small"
     c.task.dataset = "cifar10"
-    c.transfer.dataset = "fashion_mnist"
-    c.transfer.model = "small_cnn"
-    c.transfer.max_train = 10000
-    c.transfer.num_val = 2000
-    c.transfer.epochs = 0.64       # 200 steps of batch 32, as ``small``
-    c.transfer.lr_grid = (0.02, 0.05, 0.1)
+    # 200 steps of batch 32, as ``small`` trains.
+    del c.transfer["cifar"]
+    c.transfer.tasks = ("cnn",)
+    c.transfer.cnn = transfer_section(
+        "fashion_mnist", "small_cnn", 32, 200, (0.02, 0.05, 0.1), 2000,
+        max_train=10000, tune_seeds=(100,), test_seeds=(1000, 1001, 1002),
+        baselines=c.eval.schedules, eval_every=50)
   if variant.startswith("xu2019"):
     _xu2019(c, variant)
   if variant == "debug":

@@ -66,7 +66,7 @@ def table(cfg, summary: dict) -> str:
             f"{100 * summary['rl_minus_best_schedule']:+.2f} points.", ""]
   lines += paper_tables.transfer_table(cfg, summary, "actor-critic policy")
   figures = "task_curves.png, training.png" + (
-      ", transfer_curves.png" if "transfer" in summary else "")
+      ", transfer_<name>_curves.png" if cfg.transfer.enabled else "")
   lines += [PAPER_SETTING, "", PAPER_CLAIMS, "", f"Figures: {figures}.", ""]
   return "\n".join(lines)
 

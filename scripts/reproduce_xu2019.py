@@ -8,7 +8,7 @@ modelled on theirs, the SGD rate multiplied by one of a few factors every N
 steps, lrmeta's validation-loss improvement reward, PPO) and writes ``table.md`` in the shape of
 the paper's table (controller vs baselines on the same budget, mean ± std
 over seeds, then transfer) next to the job's figures (``task_curves.png``,
-``transfer_curves.png``, ``training.png``). The paper's own setting and
+``transfer_<name>_curves.png``, ``training.png``). The paper's own setting and
 claims are printed alongside; our runs are much smaller and the table says
 how.
 
@@ -95,7 +95,7 @@ def table(cfg, summary: dict) -> str:
             f" {100 * summary['rl_minus_best_schedule']:+.2f} points.", ""]
   lines += paper_tables.transfer_table(cfg, summary)
   lines += [PAPER_SETTING, "", PAPER_CLAIMS, "", PAPER_NUMBERS,
-            "Figures: task_curves.png, transfer_curves.png, training.png.",
+            "Figures: task_curves.png, transfer_<name>_curves.png, training.png.",
             ""]
   return "\n".join(lines)
 

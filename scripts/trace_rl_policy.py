@@ -26,6 +26,7 @@ import ml_collections
 
 from lrmeta.controllers.rl_policy import feature_names, keep_index
 from lrmeta.experiments import rl_loop
+from lrmeta.experiments.transfer import transfer_task
 from lrmeta.learned.rl_policy import policy_trace
 
 
@@ -70,9 +71,12 @@ def main(argv=None):
         "(what the next decision reads).", ""]
   md += _table(task.name, steps, lr,
                policy_trace(ckpt, task, steps, key, learning_rate=lr), names)
-  if "transfer" in summary:
-    ttask, tsteps = rl_loop.transfer_task(cfg)
-    tlr = summary["transfer"]["tuned_lr"]["rl_policy"]
+  for name in cfg.transfer.get("tasks", ()):
+    if f"transfer_{name}" not in summary:
+      continue
+    ttask, tsteps = transfer_task(cfg.transfer[name]), int(
+        cfg.transfer[name].steps)
+    tlr = summary[f"transfer_{name}"]["tuned_lr"]["rl_policy"]
     md += _table(ttask.name + " (transfer)", tsteps, tlr,
                  policy_trace(ckpt, ttask, tsteps, key, learning_rate=tlr),
                  names)

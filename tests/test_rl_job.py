@@ -50,11 +50,11 @@ def test_cifar_variant_is_small_with_the_direction_swapped():
   cif = load_config(CFG + ":cifar_small")
   changed = changed_keys(small, cif)
   assert changed <= {"name", "output_dir", "task.dataset"} | {
-      k for k in flatten(small) if k.startswith("transfer.")}
+      k for k in flatten(small) | flatten(cif) if k.startswith("transfer.")}
   assert cif.task.dataset == "cifar10" and "task.dataset" in changed
-  assert cif.transfer.dataset == "fashion_mnist"
-  _, steps = rl_loop.transfer_task(cif)
-  assert steps == cif.env.total_steps
+  assert cif.transfer.tasks == ("cnn",)
+  assert cif.transfer.cnn.dataset == "fashion_mnist"
+  assert cif.transfer.cnn.steps == cif.env.total_steps
 
 
 @pytest.mark.slow
@@ -133,8 +133,8 @@ def test_debug_job_end_to_end(tmp_path, capsys):
 
 def test_transfer_table_renders_the_transfer_stage_of_a_summary():
   cfg = load_config(CFG + ":xu2017_small")
-  summary = {"transfer": {
-      "task": "cifar10/resnet8", "steps": 312,
+  summary = {"transfer_cifar": {
+      "task": "cifar10/resnet8", "data": "CIFAR-10 (JPEG copy)", "steps": 312,
       "test_acc": {"cosine": "0.3736 ± 0.0151", "rl_policy": "0.3424 ± 0.0132"},
       "tuned_lr": {"cosine": 0.2, "rl_policy": 0.5},
       "rl_minus_cosine": -0.0312}}
@@ -142,8 +142,33 @@ def test_transfer_table_renders_the_transfer_stage_of_a_summary():
   assert "| actor-critic policy | 0.5 | 0.3424 ± 0.0132 |" in text
   assert "| cosine | 0.2 | 0.3736 ± 0.0151 |" in text
   assert "actor-critic policy minus cosine: -3.12 points." in text
-  assert "JPEG copy" in text  # a run from before the label was kept
-  summary["transfer"]["data"] = "CIFAR-10"  # a run on TFDS data
+  assert "(CIFAR-10 (JPEG copy))" in text and "312 steps of batch 32" in text
+  summary["transfer_cifar"]["data"] = "CIFAR-10"  # a run on TFDS data
   text = "\n".join(paper_tables.transfer_table(cfg, summary))
   assert "cifar10/resnet8 (CIFAR-10)," in text and "JPEG" not in text
   assert paper_tables.transfer_table(cfg, {}) == []
+
+
+@pytest.mark.slow
+def test_single_task_transfer_runs_through_the_transfer_stage(tmp_path, capsys):
+  """The single-task job transfers through the one transfer stage and
+  schema (a section of ``transfer.tasks``): the frozen policy against the
+  section's tuned baselines, its verdict against the best of them."""
+  out = tmp_path / "rl"
+  sec = "--config.transfer.cifar."
+  main(["rl-train", "--config", CFG + ":debug", "--quiet",
+        f"--config.output_dir={out}", "--config.transfer.enabled=True",
+        "--config.transfer.tasks=('cifar',)", f"{sec}dataset=fashion_mnist",
+        f"{sec}model=small_cnn", f"{sec}steps=8", f"{sec}eval_every=4",
+        f"{sec}max_train=500", f"{sec}num_val=200", f"{sec}batch_size=16",
+        f"{sec}lr_grid=(0.05,0.2)", f"{sec}test_seeds=(1000,1001)",
+        f"{sec}baselines=('cosine','wsd')", f"{sec}eval_examples=200"])
+  summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  t = summary["transfer_cifar"]
+  assert t["task"] == "fashion_mnist/small_cnn" and t["steps"] == 8
+  assert set(t["test_acc"]) == {"cosine", "wsd", "rl_policy"}
+  assert t["best_schedule"] in ("cosine", "wsd")
+  assert t["rl_vs_best_schedule"]["n"] == 2
+  assert (out / "transfer_cifar_curves.png").stat().st_size > 0
+  assert "## Transfer: Fashion-MNIST, small_cnn" in (
+      out / "summary.md").read_text()

@@ -57,23 +57,23 @@ def table_script(description: str, config: str, variants: tuple[str, str],
 
 def transfer_table(cfg, summary: dict, policy_name: str = "RL policy"
                    ) -> list[str]:
-  """Markdown lines for the transfer stage of a finished run (none if the
-  run had no transfer stage); shared by the paper-table scripts."""
-  if "transfer" not in summary:
-    return []
-  t = summary["transfer"]
-  # Runs from before the data label was kept were all on the JPEG copy.
-  data = t.get("data", "CIFAR-10 is the JPEG copy")
-  lines = [f"## Transfer, policy unchanged: {t['task']} ({data}), "
-           f"{t['steps']} steps ({cfg.transfer.epochs} epochs of "
-           f"{cfg.transfer.max_train or 'all'} images, batch "
-           f"{cfg.transfer.batch_size}); every method's base rate tuned on "
-           f"validation over {list(cfg.transfer.lr_grid)}", "",
-           "| method | tuned base lr | test acc |", "|---|---|---|"]
-  for m, acc in t["test_acc"].items():
-    name = policy_name if m == "rl_policy" else m
-    lines.append(f"| {name} | {t['tuned_lr'][m]} | {acc} |")
-  diff = [k for k in t if k.startswith("rl_minus_")][0]
-  lines += ["", f"{policy_name} minus {diff[len('rl_minus_'):]}: "
-            f"{100 * t[diff]:+.2f} points.", ""]
+  """Markdown lines for the transfer stages of a finished run, one per
+  section of ``cfg.transfer.tasks`` the summary holds (none if the run had
+  no transfer stage); shared by the paper-table scripts."""
+  lines = []
+  for name in cfg.transfer.get("tasks", ()):
+    t, sec = summary.get(f"transfer_{name}"), cfg.transfer[name]
+    if t is None:
+      continue
+    lines += [f"## Transfer, policy unchanged: {t['task']} ({t['data']}), "
+              f"{t['steps']} steps of batch {sec.batch_size} on "
+              f"{sec.max_train or 'all'} training images; every method's base"
+              f" rate tuned on validation over {list(sec.lr_grid)}", "",
+              "| method | tuned base lr | test acc |", "|---|---|---|"]
+    for m, acc in t["test_acc"].items():
+      label = policy_name if m == "rl_policy" else m
+      lines.append(f"| {label} | {t['tuned_lr'][m]} | {acc} |")
+    diff = [k for k in t if k.startswith("rl_minus_")][0]
+    lines += ["", f"{policy_name} minus {diff[len('rl_minus_'):]}: "
+              f"{100 * t[diff]:+.2f} points.", ""]
   return lines

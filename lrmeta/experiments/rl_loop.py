@@ -23,7 +23,6 @@ from lrmeta.learned.rl_policy import initial_actor
 from lrmeta.rl import (ACConfig, LREnv, LREnvConfig, PPOConfig, ppo_init,
                        train_actor_critic, train_ppo)
 from lrmeta.rl.xu2019 import Xu2019TrainConfig, train_xu2019
-from lrmeta.tasks import make_task
 
 ENV_MODES = ("lrmeta", "xu2019")
 SCOPES = ("task", "family")
@@ -120,17 +119,6 @@ def env_config(cfg, policy: PolicyConfig | None = None) -> LREnvConfig:
                      final_val_examples=e.final_val_examples,
                      init_log_lr_range=e.init_log_lr_range,
                      sequential=e.sequential)
-
-
-def transfer_task(cfg):
-  """The transfer stage's task and step budget (``cfg.transfer``)."""
-  t = cfg.transfer
-  check_range(cfg, "transfer.epochs", 1e-6)
-  task = make_task(t.dataset, t.model, batch_size=t.batch_size,
-                   data_kwargs={"num_val": t.num_val,
-                                "max_train": t.max_train or None})
-  return task, max(1, int(round(t.epochs * task.dataset.num_train /
-                                t.batch_size)))
 
 
 def task_family_note(cfg, unit: str) -> str:

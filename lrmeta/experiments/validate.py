@@ -92,8 +92,6 @@ def config_datasets(flat: dict) -> list[tuple[str, str | None]]:
   uses_transfer = flat.get("transfer.enabled", False)
   if "task.dataset" in flat:
     add(flat["task.dataset"], flat.get("task.data_dir"))
-  if uses_transfer and "transfer.dataset" in flat:
-    add(flat["transfer.dataset"])
   for name in flat.get("transfer.tasks", ()) if uses_transfer else ():
     if f"transfer.{name}.dataset" in flat:
       add(flat[f"transfer.{name}.dataset"])

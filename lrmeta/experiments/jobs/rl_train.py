@@ -20,14 +20,14 @@ Stages:
    ``"xu2019"``). Besides the final test accuracy, the table gives the test
    accuracy at the evaluation point of lowest validation loss (what the
    authors' script records, at the granularity of ``eval.num_evals``).
-3. Transfer (optional): the same on another task, the policy frozen.
+3. Transfer (optional): the same on each section of ``cfg.transfer.tasks``
+   (:mod:`lrmeta.experiments.transfer`'s schema and stage), policy frozen.
 
 The results folder holds ``config.json``, ``training.jsonl``,
 ``metrics.jsonl``, ``summary.md``, ``summary.json``, ``timings.json``,
 ``controller/`` (the actor; in ``"lrmeta"`` mode for ``lrmeta evaluate``),
 ``ckpt/`` and the figures ``training.png``, ``task_curves.png``,
-``transfer_curves.png``.
-"""
+``transfer_<name>_curves.png``."""
 
 from __future__ import annotations
 
@@ -43,10 +43,10 @@ from lrmeta import learned
 from lrmeta.controllers.rl_xu2019 import xu2019_adam, xu2019_signals
 from lrmeta.experiments import results as res
 from lrmeta.experiments import rl_loop
+from lrmeta.experiments import transfer as tf
 from lrmeta.learned import rl_policy as rl
 from lrmeta.meta.checkpoint import save_controller
-from lrmeta.protocol import (Method, Protocol, compare, paired_difference,
-                             schedule_method, versus_best)
+from lrmeta.protocol import Method, Protocol, paired_difference
 
 POLICY = "rl_policy"
 HEADER = ["method", "tuned base lr", "test acc", "test loss", "val acc",
@@ -110,20 +110,16 @@ def _train(cfg, task, out, quiet) -> Trained:
   return Trained(actor, history, "sgd", saved)
 
 
-def _stage(cfg, task, steps, stage, trained: Trained, log):
-  """Tuned schedules and the policy on ``task`` (``stage``: the grid and
-  seeds of ``cfg.eval`` or ``cfg.transfer``)."""
-  protocol = Protocol(steps, tuple(stage.lr_grid), tuple(stage.tune_seeds),
-                      tuple(stage.test_seeds), num_evals=cfg.eval.num_evals,
-                      eval_examples=stage.eval_examples or None,
-                      executor="sequential")
-  methods = {n: schedule_method(n, steps, optimizer=trained.optimizer,
-                                momentum=cfg.env.momentum)
-             for n in stage.schedules}
-  methods[POLICY] = trained.method(cfg, task, steps)
-  results = compare(task, methods, protocol, log=log)
-  vs = versus_best(results, POLICY, [n for n in results if n != POLICY])
-  return results, vs
+def _stage(cfg, task, protocol, baselines, trained: Trained, log):
+  """Tuned schedules and the policy, frozen, on ``task``
+  (:func:`lrmeta.experiments.transfer.judge_frozen`, the stage every job
+  judges frozen controllers with): ``(results, the policy against the best
+  schedule)``."""
+  stage = tf.judge_frozen(
+      task, {POLICY: trained.method(cfg, task, protocol.steps)}, protocol,
+      baselines=tuple(baselines), optimizer=trained.optimizer,
+      momentum=cfg.env.momentum, quiet=False, log=log)
+  return stage["results"], stage["vs_best"][POLICY]
 
 
 def at_best_val(r) -> np.ndarray:
@@ -178,7 +174,11 @@ def _run(cfg, out, quiet) -> dict:
   log(f"[2/3] test on {task.dataset.name}: tuned base rates over "
       f"{tuple(cfg.eval.lr_grid)} (tune seeds {tuple(cfg.eval.tune_seeds)}), "
       f"test seeds {tuple(cfg.eval.test_seeds)}")
-  fm, vs = _stage(cfg, task, steps, cfg.eval, trained, log)
+  e = cfg.eval
+  fm, vs = _stage(cfg, task, Protocol(
+      steps, tuple(e.lr_grid), tuple(e.tune_seeds), tuple(e.test_seeds),
+      num_evals=e.num_evals, eval_examples=e.eval_examples or None,
+      executor="sequential"), e.schedules, trained, log)
   trained.saved["base_lr"] = fm[POLICY].lr
   if cfg.env.mode == "lrmeta":
     learned.save(str(out / "controller"), trained.actor, trained.saved)
@@ -205,8 +205,9 @@ def _run(cfg, out, quiet) -> dict:
           f"{cfg.algo} for {len(h)} episodes/iterations on seed {cfg.seed}"
           f"{rl_loop.task_family_note(cfg, 'iterations')}.")
   sections = [(None, note, table)]
-  if cfg.transfer.enabled:
-    records, summary["transfer"], section = _transfer(cfg, trained, out, log)
+  for name in cfg.transfer.tasks if cfg.transfer.enabled else ():
+    records, summary[f"transfer_{name}"], section = _transfer(
+        cfg, name, trained, out, log)
     metrics += records
     sections.append(section)
   res.write_jsonl(out / "metrics.jsonl", metrics)
@@ -219,16 +220,16 @@ def _run(cfg, out, quiet) -> dict:
   return summary
 
 
-def _transfer(cfg, trained: Trained, out, log):
-  """The policy, unchanged, on the transfer task against the tuned
-  schedules: ``(metric records, summary, section)``."""
-  t = cfg.transfer
-  ttask, tsteps = rl_loop.transfer_task(cfg)
+def _transfer(cfg, name, trained: Trained, out, log):
+  """The policy, frozen, on transfer section ``name`` against the tuned
+  schedules; ``(metric records, summary, section)``."""
+  t = cfg.transfer[name]
+  ttask, tsteps = tf.transfer_task(t), int(t.steps)
   log(f"[3/3] transfer to {ttask.dataset.name} / {t.model}: {tsteps} steps "
-      f"of batch {t.batch_size} ({t.epochs} epochs of "
-      f"{ttask.dataset.num_train} images), policy unchanged")
-  tr, tvs = _stage(cfg, ttask, tsteps, t, trained, log)
-  res.plot_runs(out / "transfer_curves.png",
+      f"of batch {t.batch_size}, policy unchanged")
+  tr, tvs = _stage(cfg, ttask, tf.section_protocol(t),
+                   tuple(t.baselines) or cfg.eval.schedules, trained, log)
+  res.plot_runs(out / f"transfer_{name}_curves.png",
                 {n: res.curve(r.hist) for n, r in tr.items()},
                 f"transfer to {ttask.name}")
   table, d_best = _table(tr, tvs)
@@ -244,7 +245,6 @@ def _transfer(cfg, trained: Trained, out, log):
   section = (
       f"Transfer: {ttask.dataset.name}, {t.model}",
       f"{ttask.dataset.num_train} training images, {tsteps} steps of batch "
-      f"{t.batch_size} ({t.epochs} epochs), rates tuned over "
-      f"{tuple(t.lr_grid)}, test seeds {tuple(t.test_seeds)}; the policy "
-      f"unchanged ({how}).", table)
+      f"{t.batch_size}, rates tuned over {tuple(t.lr_grid)}, test seeds "
+      f"{tuple(t.test_seeds)}; the policy unchanged ({how}).", table)
   return _records(ttask.name, tr), summary, section
