@@ -1,9 +1,9 @@
 """The transfer stage: frozen controllers on a task against tuned baselines.
 
 One stage and one config schema for every job that applies a controller,
-frozen, to a task it was not trained on (``lrmeta meta-train`` on a single
-task or on the task family, ``lrmeta rl-train`` on the family, ``lrmeta
-evaluate`` and the reproduction scripts).
+frozen, to a task it was not trained on (``lrmeta meta-train`` and ``lrmeta
+rl-train``, on a single task or on the task family, ``lrmeta evaluate`` and
+the reproduction scripts).
 
 A *transfer section* (:func:`lrmeta.experiments.config.transfer_section`
 builds one; :func:`lrmeta.experiments.config_rules` checks it) holds:
