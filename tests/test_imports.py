@@ -225,10 +225,12 @@ def test_the_protocol_sits_below_the_experiments():
   up = [(m, d) for m, deps in graph.items() if m.startswith("lrmeta.protocol")
         for d in deps if d.startswith(FRONT_END_PACKAGE)]
   assert not up, f"lrmeta.protocol imports lrmeta.experiments: {up}"
-  jobs = [m for m in graph if m.startswith(FRONT_END_PACKAGE)
-          and m.endswith("_job")]
-  assert jobs and all(
-      any(d.startswith("lrmeta.protocol") for d in graph[m]) for m in jobs), jobs
+  jobs = [m for m in graph if m.startswith(f"{FRONT_END_PACKAGE}.jobs.")]
+  assert len(jobs) >= 5, jobs
+  judged = [m for m in jobs if any(
+      d.startswith(("lrmeta.protocol", f"{FRONT_END_PACKAGE}.transfer",
+                    f"{FRONT_END_PACKAGE}.heldout")) for d in graph[m])]
+  assert sorted(judged) == sorted(jobs), sorted(set(jobs) - set(judged))
 
 
 def test_front_end_libraries_only_in_experiments():
