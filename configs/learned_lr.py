@@ -7,6 +7,7 @@ instances.
   lrmeta meta-train --config configs/learned_lr.py:debug    # seconds (tests)
   lrmeta meta-train --config configs/learned_lr.py:small_fmnist  # no CIFAR-10
   lrmeta meta-train --config configs/learned_lr.py:small_adam    # on Adam
+  lrmeta meta-train --config configs/learned_lr.py:small_adam_aware  # + context
 
 The controller (``lrmeta.controllers.learned_schedule``) sets
 ``log lr_t = log lr_base + s(t/T) + r(features_t)`` on SGD with momentum 0.9:
@@ -24,12 +25,20 @@ optimizer and ``lr_base`` 0.002; its fitness reference stays constant SGD
 0.05 (a normaliser only: the untrained objective is then not 1), and the
 held-out protocol's baselines stay on SGD, so judge it against Adam's hand
 schedules with ``scripts/pretrained_card.py``.
+``small_adam_aware`` conditions that schedule on its run's context
+(``controller.context``: log budget and the log-loss change over the first
+``controller.window_fraction`` of the budget;
+:mod:`lrmeta.controllers.context_schedule`): it starts from the shipped
+``learned_schedule_adam`` (``controller.init_from``) with the 18 context
+weights at zero and perturbs those alone (``meta.perturb``), for
+``meta.meta_steps`` meta-steps.
 """
 
 import importlib.util
 import pathlib
 
-VARIANTS = ("", "small", "debug", "small_fmnist", "small_adam")
+VARIANTS = ("", "small", "debug", "small_fmnist", "small_adam",
+            "small_adam_aware")
 
 
 def _family_es():
@@ -44,7 +53,8 @@ def get_config(variant=None):
   if variant not in (None, *VARIANTS):
     raise ValueError(f"unknown variant {variant!r}; choose one of "
                      f"{VARIANTS}")
-  c = _family_es().get_config("small" if variant == "small_adam" else variant)
+  adam = variant in ("small_adam", "small_adam_aware")
+  c = _family_es().get_config("small" if adam else variant)
   c.name = "learned_lr"
   c.output_dir = c.output_dir.replace("family_es", "learned_lr")
   c.controller.name = "learned_schedule"
@@ -55,8 +65,15 @@ def get_config(variant=None):
   c.meta.es_sigma = 0.1  # log units for the knots
   c.meta.lr = 0.03
   c.controller.optimizer = "sgd"  # base optimizer: "sgd" or "adam"
-  if variant == "small_adam":
-    c.output_dir = c.output_dir.replace("_small", "_small_adam")
+  c.controller.context = False  # condition on budget and an early window
+  c.controller.window_fraction = 0.1  # context: the observed share
+  c.controller.init_from = ""  # "pretrained:NAME": start from its theta
+  if adam:
+    c.output_dir = c.output_dir.replace("_small", f"_{variant}")
     c.controller.optimizer = "adam"
     c.controller.base_lr = 0.002
+  if variant == "small_adam_aware":
+    c.controller.context = True
+    c.controller.init_from = "pretrained:learned_schedule_adam"
+    c.meta.perturb = "context"
   return c

@@ -13,18 +13,22 @@ judges the controller on the family's held-out shapes against the default
 hand schedules on ``--optimizer`` (the best chosen on validation,
 :func:`lrmeta.protocol.headroom.versus_hand`); ``--baselines`` reuses the
 hand schedules' runs of ``scripts/headroom.py`` on the same family (its
-shapes, seeds and grid) instead of running them again.
+shapes, seeds and grid) instead of running them again. ``--versus NAME``
+adds a shipped controller, run on the same shapes and seeds, and the rows
+of the controller paired against it; ``--judge-only`` prints the table
+(and the per-shape tuned rates) without writing into the store.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import pickle
 import subprocess
 import sys
 
-from lrmeta import learned
+from lrmeta import learned, pretrained
 from lrmeta.experiments.config import load_config
 from lrmeta.experiments.family_job import protocol, tuned_controller_method
 from lrmeta.experiments.family_loop import build_family, objective_first_last
@@ -57,6 +61,9 @@ def heldout_run(saved, args) -> dict:
                              protocol(fcfg), {})
     methods = hand_methods(DEFAULT_BASELINES, optimizer=args.optimizer)
   methods[name] = tuned_controller_method(saved.config, saved.theta)
+  if args.versus:
+    other = pretrained.load(args.versus)
+    methods[args.versus] = tuned_controller_method(other.config, other.theta)
   results.update(compare_family(shapes, methods, prot, quiet=True,
                                 log=lambda s: print(s, flush=True)))
   hands = [n for n in HAND_SCHEDULES if n in results]
@@ -81,6 +88,10 @@ def heldout_run(saved, args) -> dict:
          f"chosen on the test runs ({b['baseline']})"] = interval(b)
   rows[f"{name} (family base) - cosine (family)"] = interval(differences(
       results, (name, "family"), ("cosine", "family"))["pooled"]["acc"])
+  for how in ("family", "instance") if args.versus else ():
+    rows[f"{name} ({how} base) - {args.versus} ({how} base)"] = interval(
+        differences(results, (name, how), (args.versus, how))["pooled"]
+        ["acc"])
   return {"note": (
       f"{len(shapes)} held-out shapes of {args.family} x "
       f"{len(prot.test_seeds)} paired test seeds (seeds "
@@ -90,7 +101,10 @@ def heldout_run(saved, args) -> dict:
       f"at an edge), per instance and once for the family; hand schedules "
       f"on {args.optimizer}: {', '.join(hands)}."),
       "rows": rows,
-      "family_lr": {n: r.family_lr for n, r in results.items()}}
+      "family_lr": {n: r.family_lr for n, r in results.items()},
+      "instance_lr": {n: {getattr(k, "name", str(k)): v.lr
+                          for k, v in r.per_instance.items()}
+                      for n, r in results.items()}}
 
 
 def main(argv=None) -> None:
@@ -107,6 +121,10 @@ def main(argv=None) -> None:
   p.add_argument("--ran-on", default="CPU, 2 cores (shared)")
   p.add_argument("--commit", default="", help="the code commit the command "
                  "ran (default: HEAD)")
+  p.add_argument("--versus", default="", help="a shipped controller to run "
+                 "beside it and pair it against")
+  p.add_argument("--judge-only", action="store_true", help="print the "
+                 "held-out table; write nothing into the store")
   args = p.parse_args(argv)
   run = pathlib.Path(args.run)
   saved = learned.load(str(run / "checkpoints" / "controller"))
@@ -116,6 +134,9 @@ def main(argv=None) -> None:
       ["git", "rev-parse", "HEAD"], cwd=ROOT, text=True, capture_output=True,
       check=True).stdout.strip()
   heldout = heldout_run(saved, args)
+  if args.judge_only:
+    print(json.dumps(heldout, indent=1, default=float))
+    return
   info = {"description": args.description,
           "trained_on": (f"the task family of {args.family} (pooled "
                          f"Fashion-MNIST 7x7 and 14x14, grayscale CIFAR-10 "

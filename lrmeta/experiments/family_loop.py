@@ -23,10 +23,11 @@ import pathlib
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from lrmeta import learned
+from lrmeta import learned, pretrained
 from lrmeta.controllers.rl_policy import PolicyConfig
 from lrmeta.experiments.config import ConfigError
 from lrmeta.experiments.meta_run import run_meta_training
@@ -118,7 +119,9 @@ def _schedule_config(cfg) -> dict:
   return ls_kind.config(base_lr=c.base_lr, momentum=c.momentum,
                         num_knots=c.num_knots, use_feedback=c.feedback,
                         trained_on="task family",
-                        optimizer=c.get("optimizer", "sgd"))
+                        optimizer=c.get("optimizer", "sgd"),
+                        context=c.get("context", False),
+                        window_fraction=c.get("window_fraction", 0.1))
 
 
 # The RL actor's settings when a config has no ``env`` section (e.g.
@@ -236,6 +239,38 @@ def make_estimator(cfg, config: dict, shapes, *, num_pairs: int | None = None
                   fitness_cap=m.get("fitness_cap", 0.0) or None)
 
 
+def warm_start(theta: Any, source: str, config: dict) -> Any:
+  """``theta`` with every leaf that the shipped controller ``source``
+  (``"pretrained:NAME"``; ``""``: none) has replaced by its value; leaves
+  it lacks (e.g. a context entry) keep their initial value.
+
+  Raises:
+    ValueError: a source that is not ``pretrained:NAME``, of another kind
+      or base optimizer than ``config``, or a leaf whose shape differs.
+  """
+  if not source:
+    return theta
+  if not source.startswith(pretrained.PREFIX):
+    raise ValueError(f"config key 'controller.init_from' must be "
+                     f"'pretrained:NAME' or '', got {source!r}")
+  saved = pretrained.load(source[len(pretrained.PREFIX):])
+  for key in ("controller", "optimizer"):
+    if saved.config.get(key) != config.get(key):
+      raise ValueError(f"init_from {source}: its {key} is "
+                       f"{saved.config.get(key)!r}, the config's "
+                       f"{config.get(key)!r}")
+
+  def merge(init, src, path):
+    if isinstance(init, dict):
+      return {k: merge(v, src[k], f"{path}/{k}") if k in src else v
+              for k, v in init.items()}
+    if np.shape(init) != np.shape(src):
+      raise ValueError(f"init_from {source}: {path.strip('/')} has shape "
+                       f"{np.shape(src)}, the controller {np.shape(init)}")
+    return jnp.asarray(src, jnp.float32)
+  return merge(theta, saved.theta, "")
+
+
 # -- the run -------------------------------------------------------------------
 
 
@@ -257,7 +292,8 @@ def meta_train_family(cfg, out: pathlib.Path, quiet: bool = False, *,
   config = SETUPS[cfg.controller.name].config(cfg)
   kind = learned.get(config["controller"])
   if theta0 is None:
-    theta0 = kind.init(jax.random.key(cfg.seed), config)
+    theta0 = warm_start(kind.init(jax.random.key(cfg.seed), config),
+                        cfg.controller.get("init_from", ""), config)
   est = make_estimator(cfg, config, shapes)
   # Validation always scores whole runs, also when ES scores truncations.
   whole = dataclasses.replace(est, truncate=None)
@@ -363,6 +399,7 @@ def meta_train_staged(cfg, folder: pathlib.Path, *,
 
 __all__ = ["DEFAULT_RL_ENV", "SETUPS", "Setup", "build_family", "make_estimator",
            "meta_train_family", "meta_train_saved", "meta_train_staged",
+           "warm_start",
            "objective_first_last", "optimizer_for_budget",
            "parse_source", "perturbed_keys", "rl_policy_config",
            "rl_saved_config", "signals_for_budget", "training_shapes"]

@@ -8,7 +8,11 @@ configs saved without the key, or ``"adam"``), the SGD settings
 ``use_feedback`` (False: the knot schedule alone), the EMA decays of the
 loss features and ``trained_on``. Applied to a run of ``num_steps``, the
 knots stretch over that budget (``T = num_steps``), so the schedule keeps
-its shape at any length.
+its shape at any length. A config with ``context`` True
+(:mod:`lrmeta.controllers.context_schedule`, its ``window_fraction`` and
+``context_bound``) conditions the schedule on the run's budget and its
+loss over an observation window; ``theta`` then has a ``"context"`` entry,
+zero when untrained. Configs saved without the key have no context.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from typing import Any
 import jax
 import optax
 
+from lrmeta.controllers.context_schedule import (WINDOW_FRACTION,
+                                                 context_schedule_chain,
+                                                 init_context_params)
 from lrmeta.controllers.learned_schedule import (HIDDEN, LONG_DECAY,
                                                  NUM_KNOTS, SHORT_DECAY,
                                                  init_learned_schedule_params,
@@ -35,18 +42,28 @@ def config(*, base_lr: float, momentum: float = 0.9,
            hidden: int = HIDDEN, bound: float = 1.0,
            use_feedback: bool = True, short_decay: float = SHORT_DECAY,
            long_decay: float = LONG_DECAY, trained_on: Any = None,
-           optimizer: str = "sgd", **info: Any) -> dict:
-  """A saved-controller config; ``info`` is kept as is."""
+           optimizer: str = "sgd", context: bool = False,
+           window_fraction: float = WINDOW_FRACTION,
+           context_bound: float = 1.0, **info: Any) -> dict:
+  """A saved-controller config; ``info`` is kept as is. The context keys
+  are written only when ``context`` is True (so a config without context
+  is the one saved before they existed)."""
   if optimizer not in OPTIMIZERS:
     raise ValueError(f"learned schedule: optimizer must be one of "
                      f"{OPTIMIZERS}, got {optimizer!r}")
+  if context and weight_decay:
+    raise ValueError("learned schedule: context runs without weight decay, "
+                     f"got weight_decay={weight_decay}")
   return {"controller": NAME, "base_lr": float(base_lr),
           "optimizer": optimizer,
           "momentum": float(momentum), "weight_decay": float(weight_decay),
           "num_knots": int(num_knots), "hidden": int(hidden),
           "bound": float(bound), "use_feedback": bool(use_feedback),
           "short_decay": float(short_decay), "long_decay": float(long_decay),
-          "trained_on": trained_on, **info}
+          "trained_on": trained_on,
+          **({"context": True, "window_fraction": float(window_fraction),
+              "context_bound": float(context_bound)} if context else {}),
+          **info}
 
 
 class LearnedSchedule:
@@ -56,8 +73,11 @@ class LearnedSchedule:
   name = NAME
 
   def init(self, key: jax.Array, config: dict) -> Any:  # pylint: disable=redefined-outer-name
-    return init_learned_schedule_params(key, config["num_knots"],
-                                        config["hidden"])
+    theta = init_learned_schedule_params(key, config["num_knots"],
+                                         config["hidden"])
+    if config.get("context", False):
+      theta["context"] = init_context_params(config["num_knots"])
+    return theta
 
   def optimizer(self, theta: Any, config: dict, num_steps: int, *,  # pylint: disable=redefined-outer-name
                 learning_rate: float | None = None,
@@ -73,6 +93,15 @@ class LearnedSchedule:
       raise ValueError(f"theta has {k} knots, its config says "
                        f"{config['num_knots']}")
     lr = config["base_lr"] if learning_rate is None else learning_rate
+    if config.get("context", False):
+      return context_schedule_chain(
+          theta, lr, num_steps, optimizer=config.get("optimizer", "sgd"),
+          momentum=config["momentum"], bound=config["bound"],
+          context_bound=config["context_bound"],
+          window_fraction=config["window_fraction"],
+          use_feedback=config["use_feedback"],
+          short_decay=config.get("short_decay", SHORT_DECAY),
+          long_decay=config.get("long_decay", LONG_DECAY))
     if config.get("optimizer", "sgd") == "adam":
       return learned_schedule_adam(
           theta, lr, num_steps, bound=config["bound"],
