@@ -12,35 +12,18 @@ import numpy as np
 import optax
 import pytest
 
+from controller_contract import check_controller_contract
 from lrmeta import learned, pretrained
 from lrmeta.controllers import context_schedule as cs
 from lrmeta.controllers import learned_schedule as ls
 from lrmeta.experiments.family_loop import warm_start
 from lrmeta.learned import learned_schedule as kind
-from lrmeta.train import applied_learning_rate
+from test_learned_schedule import _run
 
 LR = 0.01
 # A falling loss with noise, a non-finite one and a jump.
 LOSSES = [2.3, 2.2, 2.0, 1.9, float("nan"), 1.7, 1.6, 1.65, 1.5, 1.4,
           1.35, 1.3, 3.0, 1.2, 1.15, 1.1, 1.05, 1.0, 0.98, 0.95]
-
-
-def _run(tx, losses):
-  """Updates and applied rates over ``losses`` (quadratic gradients)."""
-  p = {"w": jnp.array([1.0, -2.0, 0.5]), "b": jnp.array([[0.3]])}
-  s = tx.init(p)
-
-  def step(p, s, loss):
-    g = jax.tree.map(lambda x: x, p)
-    return tx.update(g, s, p, value=loss)
-  step = jax.jit(step)
-  ups, rates = [], []
-  for loss in losses:
-    u, s = step(p, s, jnp.float32(loss))
-    p = jax.tree.map(lambda a, b: np.asarray(a) + np.asarray(b), p, u)
-    ups.append(u)
-    rates.append(float(applied_learning_rate(s)))
-  return ups, np.asarray(rates)
 
 
 def _trained():
@@ -162,3 +145,15 @@ def test_kind_builds_and_warm_starts_it(tmp_path):
   assert "context" not in kind.config(base_lr=0.05)
   with pytest.raises(ValueError, match="optimizer"):
     warm_start(theta, "pretrained:learned_schedule_sgd", config)
+
+
+def test_controller_contract():
+  theta = _with_context(_trained(), rate=[0.2, -0.3],
+                        knots=np.full((8, cs.NUM_CONTEXT), 0.1))
+  check_controller_contract(lambda: cs.context_schedule_chain(
+      theta, LR, 20, window_fraction=0.2))
+  check_controller_contract(
+      lambda: cs.context_schedule_chain(theta, LR, 20),
+      inject=lambda: optax.inject_hyperparams(
+          lambda learning_rate: cs.context_schedule_chain(
+              theta, learning_rate, 20))(learning_rate=LR))
