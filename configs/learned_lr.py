@@ -29,7 +29,7 @@ schedules with ``scripts/pretrained_card.py``.
 (``controller.context``: log budget and the log-loss change over the first
 ``controller.window_fraction`` of the budget;
 :mod:`lrmeta.controllers.context_schedule`): it starts from the shipped
-``learned_schedule_adam`` (``controller.init_from``) with the 18 context
+``learned_schedule_adam`` (``controller.init_from``) with the 27 context
 weights at zero and perturbs those alone (``meta.perturb``), for
 ``meta.meta_steps`` meta-steps.
 """

@@ -18,6 +18,7 @@ from lrmeta.controllers import context_schedule as cs
 from lrmeta.controllers import learned_schedule as ls
 from lrmeta.experiments.family_loop import warm_start
 from lrmeta.learned import learned_schedule as kind
+from lrmeta.train import applied_learning_rate
 from test_learned_schedule import _run
 
 LR = 0.01
@@ -59,7 +60,7 @@ def test_budget_weight_scales_the_rate_by_the_budget():
   for steps in (50, 200, 800):
     _, ref = _run(ls.learned_schedule_adam(theta, LR, steps), LOSSES)
     _, got = _run(cs.context_schedule_chain(
-        _with_context(theta, rate=[v, 0.0]), LR, steps), LOSSES)
+        _with_context(theta, rate=[v, 0.0, 0.0]), LR, steps), LOSSES)
     c = cs.budget_feature(steps)
     np.testing.assert_allclose(got / ref, math.exp(math.tanh(v * c)),
                                rtol=1e-5)
@@ -75,7 +76,7 @@ def test_window_weight_acts_after_the_window_only():
   assert w == 10
   _, ref = _run(ls.learned_schedule_adam(theta, LR, steps), LOSSES)
   _, got = _run(cs.context_schedule_chain(
-      _with_context(theta, rate=[0.0, 0.8]), LR, steps), LOSSES)
+      _with_context(theta, rate=[0.0, 0.0, 0.8]), LR, steps), LOSSES)
   np.testing.assert_array_equal(got[:w], ref[:w])
   # The loss fell over the window: a positive weight lowers the rate, by
   # the same factor at every later step (the window's change is frozen).
@@ -86,7 +87,7 @@ def test_window_weight_acts_after_the_window_only():
   rising = [1.0 + 0.1 * i for i in range(len(LOSSES))]
   _, ref = _run(ls.learned_schedule_adam(theta, LR, steps), rising)
   _, got = _run(cs.context_schedule_chain(
-      _with_context(theta, rate=[0.0, 0.8]), LR, steps), rising)
+      _with_context(theta, rate=[0.0, 0.0, 0.8]), LR, steps), rising)
   assert np.all(got[w:] / ref[w:] > 1.01)
 
 
@@ -109,7 +110,7 @@ def test_shapes_and_arguments_are_checked():
   theta = _trained()
   with pytest.raises(ValueError, match="'context'"):
     cs.context_schedule_scale(theta, LR, 100)
-  bad = _with_context(theta, rate=[0.0, 0.0, 0.0])
+  bad = _with_context(theta, rate=[0.0, 0.0])
   with pytest.raises(ValueError, match="context"):
     cs.context_schedule_scale(bad, LR, 100)
   with pytest.raises(ValueError, match="window_fraction"):
@@ -148,7 +149,7 @@ def test_kind_builds_and_warm_starts_it(tmp_path):
 
 
 def test_controller_contract():
-  theta = _with_context(_trained(), rate=[0.2, -0.3],
+  theta = _with_context(_trained(), rate=[0.2, 0.1, -0.3],
                         knots=np.full((8, cs.NUM_CONTEXT), 0.1))
   check_controller_contract(lambda: cs.context_schedule_chain(
       theta, LR, 20, window_fraction=0.2))
@@ -157,3 +158,21 @@ def test_controller_contract():
       inject=lambda: optax.inject_hyperparams(
           lambda learning_rate: cs.context_schedule_chain(
               theta, learning_rate, 20))(learning_rate=LR))
+
+
+def test_size_weight_scales_the_rate_by_the_parameter_count():
+  theta = _with_context(_trained(), rate=[0.0, 0.5, 0.0])
+  plain = _with_context(_trained())
+  rates = {}
+  for n in (500, 4000, 32000):
+    p = {"w": jnp.ones((n,), jnp.float32)}
+    g = {"w": jnp.full((n,), 0.1, jnp.float32)}
+    tx, ref = (cs.context_schedule_chain(t, LR, 100) for t in (theta, plain))
+    _, s = tx.update(g, tx.init(p), p, value=jnp.float32(2.3))
+    _, s_ref = ref.update(g, ref.init(p), p, value=jnp.float32(2.3))
+    rates[n] = float(applied_learning_rate(s)) / float(
+        applied_learning_rate(s_ref))
+    np.testing.assert_allclose(
+        rates[n], math.exp(math.tanh(0.5 * cs.size_feature(n))), rtol=1e-5)
+  assert rates[500] < 1.0 < rates[32000]
+  assert rates[4000] == pytest.approx(1.0)
