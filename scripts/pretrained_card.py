@@ -32,7 +32,7 @@ from lrmeta import learned, pretrained
 from lrmeta.experiments.config import load_config
 from lrmeta.experiments.family_job import protocol, tuned_controller_method
 from lrmeta.experiments.family_loop import build_family, objective_first_last
-from lrmeta.experiments.meta_loop import read_trace
+from lrmeta.experiments.meta_run import read_trace
 from lrmeta.pretrained import cards
 from lrmeta.protocol import DEFAULT_BASELINES, compare_family, differences
 from lrmeta.protocol.headroom import HAND_SCHEDULES, hand_methods, versus_hand
