@@ -281,6 +281,9 @@ RULES: dict[str, Check] = {
     "controller.base_lr": RATE,
     "controller.num_knots": integer(2),
     "controller.feedback": flag,
+    "controller.context": flag,               # learned schedule's context
+    "controller.window_fraction": number(0, 1, lo_open=True, hi_open=True),
+    "controller.init_from": text,             # "" or "pretrained:NAME"
     "family.sources": sequence(family_source, what="'dataset:pool' strings"),
     "family.num_steps": WIDTHS,
     "family.train_shapes": COUNT,
