@@ -176,3 +176,27 @@ def test_size_weight_scales_the_rate_by_the_parameter_count():
         rates[n], math.exp(math.tanh(0.5 * cs.size_feature(n))), rtol=1e-5)
   assert rates[500] < 1.0 < rates[32000]
   assert rates[4000] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_meta_training_moves_the_context_alone(tmp_path):
+  """``small_adam_aware``'s settings on the debug family: it starts at the
+  shipped Adam schedule with zero context, and ES on ``context`` leaves
+  the knots and the feedback as shipped."""
+  from lrmeta.experiments import family_loop
+  from lrmeta.experiments.config import load_config
+  aware = load_config("configs/learned_lr.py:small_adam_aware")
+  cfg = load_config("configs/learned_lr.py:debug")
+  cfg.unlock()
+  cfg.controller.update({k: aware.controller[k] for k in (
+      "optimizer", "base_lr", "context", "window_fraction", "init_from")})
+  cfg.meta.perturb = aware.meta.perturb
+  cfg.meta.meta_steps, cfg.meta.eval_every = 2, 2
+  mt = family_loop.meta_train_family(cfg, tmp_path, quiet=True)
+  shipped = _trained()
+  for th in (mt["theta0"], mt["theta"]):
+    np.testing.assert_array_equal(th["knots"], shipped["knots"])
+    jax.tree.map(np.testing.assert_array_equal, th["feedback"],
+                 shipped["feedback"])
+  assert not np.any(mt["theta0"]["context"]["rate"])
+  assert np.any(mt["theta"]["context"]["rate"])
