@@ -26,12 +26,12 @@ optimizer and ``lr_base`` 0.002; its fitness reference stays constant SGD
 held-out protocol's baselines stay on SGD, so judge it against Adam's hand
 schedules with ``scripts/pretrained_card.py``.
 ``small_adam_aware`` conditions that schedule on its run's context
-(``controller.context``: log budget and the log-loss change over the first
-``controller.window_fraction`` of the budget;
+(``controller.context``: log budget, log parameter count and the log-loss
+change over the first ``controller.window_fraction`` of the budget;
 :mod:`lrmeta.controllers.context_schedule`): it starts from the shipped
 ``learned_schedule_adam`` (``controller.init_from``) with the 27 context
-weights at zero and perturbs those alone (``meta.perturb``), for
-``meta.meta_steps`` meta-steps.
+weights at zero and perturbs those alone (``meta.perturb``, ES sigma 0.3),
+for ``meta.meta_steps`` meta-steps; shipped as ``learned_schedule_adam_aware``.
 """
 
 import importlib.util
@@ -76,4 +76,5 @@ def get_config(variant=None):
     c.controller.context = True
     c.controller.init_from = "pretrained:learned_schedule_adam"
     c.meta.perturb = "context"
+    c.meta.es_sigma = 0.3  # 0.1 gave a weaker signal on the context
   return c
