@@ -16,8 +16,32 @@ from lrmeta.experiments.optim import build_method
 NAMES = pretrained.names()
 
 
-def test_at_least_two_ship():
-  assert {"learned_schedule_sgd", "learned_schedule_adam"} <= set(NAMES)
+def test_at_least_three_ship():
+  assert {"learned_schedule_sgd", "learned_schedule_adam",
+          "learned_schedule_adam_aware"} <= set(NAMES)
+
+
+def test_aware_schedule_is_the_adam_one_plus_its_context():
+  """``learned_schedule_adam_aware`` holds ``learned_schedule_adam``'s knots
+  and feedback as shipped; with its context weights set to zero it applies
+  that controller's reference rates exactly, and with them it does not."""
+  import jax
+  from lrmeta import learned
+  aware, adam = (pretrained.load(n) for n in ("learned_schedule_adam_aware",
+                                              "learned_schedule_adam"))
+  assert aware.config["context"] and aware.config["optimizer"] == "adam"
+  np.testing.assert_array_equal(aware.theta["knots"], adam.theta["knots"])
+  jax.tree.map(np.testing.assert_array_equal, aware.theta["feedback"],
+               adam.theta["feedback"])
+  zero = {**aware.theta, "context": jax.tree.map(
+      np.zeros_like, aware.theta["context"])}
+  plain = pretrained.reference_rates(
+      adam.frozen(200, learning_rate=0.002).optimizer)
+  for theta, same in ((zero, True), (aware.theta, False)):
+    saved = learned.SavedController(aware.controller, theta, aware.config)
+    rates = pretrained.reference_rates(
+        saved.frozen(200, learning_rate=0.002).optimizer)
+    assert np.array_equal(rates, plain) == same
 
 
 @pytest.mark.parametrize("name", NAMES)
