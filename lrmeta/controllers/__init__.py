@@ -8,6 +8,8 @@
 - ``mlr_snet``: the MLR-SNet LSTM schedule (Shu et al.).
 - ``learned_schedule``: a low-dimensional learned schedule, knots over the
   budget plus a small bounded MLP of scale-free loss features.
+- ``context_schedule``: that schedule conditioned on its run (log budget,
+  log parameter count, the loss change over an early window).
 - ``rl_policy``: a frozen RL actor setting the rate (Xu, Dai et al. 2019;
   Xu, Qin et al. 2017).
 - ``rl_features``: the configuration, feature tracking and observations the
