@@ -8,7 +8,7 @@ commit, its held-out table, and a reference rate trajectory) and
 ``card.md`` (the same, to read)::
 
   import lrmeta.pretrained as pretrained
-  pretrained.names()                        # ('hd_sgd', 'learned_schedule_sgd')
+  pretrained.names()    # ('learned_schedule_adam', 'learned_schedule_adam_aware', ...)
   make = pretrained.controller("learned_schedule_sgd")
   tx = make(0.05, 1000)                     # optax, reads value=loss
 
