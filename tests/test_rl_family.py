@@ -212,17 +212,22 @@ def test_frozen_policy_reproduces_family_env_rates(base_schedule):
                                                    * base[39:-1:40])),
       atol=1e-5)
 
-  config = {"controller": "rl_policy", "policy": policy_dict(e100.policy_cfg),
+  run = _deployed(actor, e100.policy_cfg, cfg, e200.task, T200.num_steps)
+  for i, inst in enumerate(runs):
+    np.testing.assert_allclose(run(inst.key()), env_lr[i], rtol=1e-5)
+
+
+def _deployed(actor, pcfg, cfg, task, steps):
+  """The policy saved with ``pcfg`` deployed by the learned store on
+  ``steps`` of ``task``: ``key -> applied rates``."""
+  config = {"controller": "rl_policy", "policy": policy_dict(pcfg),
             "base_lr": cfg.base_lr, "momentum": cfg.momentum,
             "val_batch_size": cfg.val_batch_size}
   kind = learned.get("rl_policy")
-  opt = kind.optimizer(actor, config, T200.num_steps)
-  signals = kind.signals(config, T200.num_steps)
-  run = jax.jit(lambda s: run_steps(e200.task, opt, s, T200.num_steps,
-                                    signals=signals))
-  for i, inst in enumerate(runs):
-    _, m = run(init_state(e200.task, opt, inst.key()))
-    np.testing.assert_allclose(np.asarray(m["lr"]), env_lr[i], rtol=1e-5)
+  opt = kind.optimizer(actor, config, steps)
+  run = jax.jit(lambda s: run_steps(task, opt, s, steps,
+                                    signals=kind.signals(config, steps)))
+  return lambda key: np.asarray(run(init_state(task, opt, key))[1]["lr"])
 
 
 def test_base_factor_is_one_or_the_cosine_decay():
@@ -293,13 +298,5 @@ def test_densify_env_and_frozen_policy_decide_at_the_same_points():
   assert all(np.ptp(w) == 0 for w in per_window)
   assert len(np.unique(np.round([w[0] for w in per_window], 6))) > 1
 
-  config = {"controller": "rl_policy", "policy": policy_dict(e100.policy_cfg),
-            "base_lr": cfg.base_lr, "momentum": cfg.momentum,
-            "val_batch_size": cfg.val_batch_size}
-  kind = learned.get("rl_policy")
-  opt = kind.optimizer(actor, config, T200.num_steps)
-  signals = kind.signals(config, T200.num_steps)
-  _, m = jax.jit(lambda s: run_steps(e200.task, opt, s, T200.num_steps,
-                                     signals=signals))(
-      init_state(e200.task, opt, inst.key()))
-  np.testing.assert_allclose(np.asarray(m["lr"]), env_lr, rtol=1e-5)
+  run = _deployed(actor, e100.policy_cfg, cfg, e200.task, T200.num_steps)
+  np.testing.assert_allclose(run(inst.key()), env_lr, rtol=1e-5)
