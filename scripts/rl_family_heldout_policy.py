@@ -31,7 +31,7 @@ from lrmeta.experiments import family_job
 from lrmeta.experiments.config import load_config
 from lrmeta.experiments.family_loop import build_family
 from lrmeta.experiments.rl_family_loop import LABELS
-from lrmeta.experiments.rl_report import late_cut_summary
+from lrmeta.experiments.rl_report import late_cut_summary, log_paired
 from lrmeta.protocol import (DEFAULT_BASELINES, compare_family,
                              paired_difference, verdict)
 from lrmeta.tasks.family import instance_task
@@ -86,11 +86,7 @@ def main() -> None:
   base = json.loads(args.baselines.read_text())
   paired = {how: paired_with_saved(mine, base, how)
             for how in ("family", "instance")}
-  for how, rows in paired.items():
-    for b, d in rows.items():
-      print(f"{label} minus {how}-tuned {b}: {d['mean']:+.2f} "
-            f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] points ({d['n']} "
-            f"pairs, {d['verdict']})")
+  log_paired(label, paired)
   print(f"{label}: last-10 % rate / rate at 70 %: mean "
         f"{cut['mean_ratio']:.3f}, below 1/3 on {cut['runs_below_third']} "
         f"of {cut['runs']} held-out runs")

@@ -62,6 +62,16 @@ def late_cut_summary(result) -> dict:
           "per_shape": {k: float(np.nanmean(v)) for k, v in per.items()}}
 
 
+def log_paired(name: str, paired: dict, log=print) -> None:
+  """One line per tuning and baseline of :func:`paired_versus_baselines`'s
+  result."""
+  for how, rows in paired.items():
+    for b, d in rows.items():
+      log(f"  {name} minus {how}-tuned {b}: {d['mean']:+.2f} "
+          f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] points ({d['n']} "
+          f"pairs, {d['verdict']})")
+
+
 def paired_versus_baselines(results, name: str, out: pathlib.Path,
                             log=print) -> dict:
   """``name`` minus every tuned baseline on the held-out shapes, each side
@@ -73,11 +83,7 @@ def paired_versus_baselines(results, name: str, out: pathlib.Path,
   paired = {how: family_job.versus_each(results, name,
                                         family_job.DEFAULT_BASELINES, how)
             for how in ("family", "instance")}
-  for how, rows in paired.items():
-    for b, d in rows.items():
-      log(f"  {name} minus {how}-tuned {b}: {d['mean']:+.2f} "
-          f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] points ({d['n']} "
-          f"pairs, {d['verdict']})")
+  log_paired(name, paired, log)
   (out / "heldout_results.json").write_text(json.dumps(
       family_job.per_seed_accuracies(results), indent=1, default=float))
   return paired
@@ -159,6 +165,6 @@ def train_note(cfg, trained, shapes) -> str:
 
 
 __all__ = ["feature_table", "late_cut_summary", "observations_section",
-           "paired_versus_baselines",
+           "log_paired", "paired_versus_baselines",
            "traced_observations", "train_note", "trainer_summary",
            "training_observations"]
