@@ -60,6 +60,9 @@ def get_config(variant=None):
   # (a policy that keeps the rate is cosine annealing); "constant": they set
   # the rate alone.
   c.env.base_schedule = "constant"
+  # "uniform": a decision every budget / decisions steps; "densify": the
+  # same number, half of them in the last 30 % of the budget.
+  c.env.decision_spacing = "uniform"
   c.env.hidden = (32, 32)        # actor MLP
   c.env.probe_size = 64
   c.env.base_lr = 0.1            # SGD base rate (the policy scales it)

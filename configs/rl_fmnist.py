@@ -22,6 +22,12 @@ paper's: discrete factors every N steps on SGD with momentum).
 
   lrmeta rl-train --config configs/rl_fmnist.py:xu2019_small  # 2 CPU cores
 
+Variant ``xu2019_cifar_small`` is ``xu2019_small`` with the frozen policy
+transferred to CIFAR-10 (JPEG copy): the same MLP of 128 units on the
+images, Adam, 300 steps of batch 250, every schedule tuned there, 10 paired
+test seeds; two evaluations along each Fashion-MNIST run (``xu2019_small``:
+ten) to fit 2 CPU cores.
+
 Variants ``xu2017`` / ``xu2017_small`` switch to the Xu, Qin et al. (2017)
 set-up: continuous log-factor action, training-loss reward, actor-critic.
 Variant ``cifar_small`` runs the transfer of the paper's Table 2 the other
@@ -37,7 +43,7 @@ from lrmeta.experiments.config import (actor_critic_config, ppo_config,
                                       task_config)
 
 VARIANTS = ("", "small", "debug", "xu2017", "xu2017_small", "cifar_small",
-            "xu2019_small", "xu2019_debug")
+            "xu2019_small", "xu2019_debug", "xu2019_cifar_small")
 
 
 def get_config(variant=None):
@@ -238,6 +244,16 @@ def _xu2019(c, variant):
   c.eval.num_evals = 10
   c.eval.eval_examples = 0
   c.transfer.enabled = False
+  if variant == "xu2019_cifar_small":
+    # The frozen policy on the same MLP over CIFAR-10 (JPEG copy), Adam,
+    # the schedules tuned there over the same grid less its top rate.
+    c.eval.num_evals = 2
+    c.transfer.enabled = True
+    c.transfer.tasks = ("cifar",)
+    c.transfer.cifar = transfer_section(
+        "cifar10", "mlp", 250, 300, (0.001, 0.003, 0.01), 5000,
+        hidden=(128,), tune_seeds=(100,), test_seeds=tuple(range(1000, 1010)),
+        baselines=c.eval.schedules)
   if variant == "xu2019_debug":
     c.task.max_train = 1000
     c.task.num_val = 300

@@ -2,6 +2,8 @@
 and per-family rates that are the argmax of what was evaluated, no run done
 twice, paired differences against a hand computation."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -232,3 +234,30 @@ def test_divergence_counts_as_zero_accuracy_and_leaves_the_loss_out(
                            [("a", "instance")])[-1][-1] == "better"
   assert family_table_rows(clear, ("a", "instance"),
                            [("b", "family")])[-1][-1] == "worse"
+
+
+def test_paired_versus_baselines_reads_the_saved_per_seed_accuracies(
+    family_run, tmp_path):
+  """rl-train's paired intervals of a method minus each baseline are the
+  paired Student-t intervals of the raw per-(shape, seed) accuracies it
+  saves, for both tunings."""
+  from lrmeta.experiments.rl_report import paired_versus_baselines
+  results = family_run[0]
+  lines = []
+  paired = paired_versus_baselines(results, "fixed", tmp_path, lines.append)
+  raw = json.loads((tmp_path / "heldout_results.json").read_text())
+  assert raw["fixed"]["family_lr"] is None
+  assert raw["cosine"]["family_lr"] == results["cosine"].family_lr
+  for how in ("family", "instance"):
+    assert set(paired[how]) == {"cosine"}
+    mine, base = raw["fixed"][how], raw["cosine"][how]
+    assert set(mine) == {s.shape.name for s in SHAPES}
+    diff = np.concatenate([np.subtract(mine[s]["test_acc"],
+                                       base[s]["test_acc"]) for s in mine])
+    assert all(mine[s]["seeds"] == [5, 6, 7] for s in mine)
+    half = scipy.stats.t.ppf(0.975, 5) * diff.std(ddof=1) / np.sqrt(6)
+    got = paired[how]["cosine"]
+    assert got["n"] == 6 and got["verdict"] in ("better", "worse", "tie")
+    assert got["mean"] == pytest.approx(diff.mean(), rel=1e-5)
+    assert got["ci_high"] - got["ci_low"] == pytest.approx(2 * half, rel=1e-5)
+  assert len(lines) == 2 and "fixed minus family-tuned cosine" in lines[0]

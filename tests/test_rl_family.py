@@ -212,17 +212,22 @@ def test_frozen_policy_reproduces_family_env_rates(base_schedule):
                                                    * base[39:-1:40])),
       atol=1e-5)
 
-  config = {"controller": "rl_policy", "policy": policy_dict(e100.policy_cfg),
+  run = _deployed(actor, e100.policy_cfg, cfg, e200.task, T200.num_steps)
+  for i, inst in enumerate(runs):
+    np.testing.assert_allclose(run(inst.key()), env_lr[i], rtol=1e-5)
+
+
+def _deployed(actor, pcfg, cfg, task, steps):
+  """The policy saved with ``pcfg`` deployed by the learned store on
+  ``steps`` of ``task``: ``key -> applied rates``."""
+  config = {"controller": "rl_policy", "policy": policy_dict(pcfg),
             "base_lr": cfg.base_lr, "momentum": cfg.momentum,
             "val_batch_size": cfg.val_batch_size}
   kind = learned.get("rl_policy")
-  opt = kind.optimizer(actor, config, T200.num_steps)
-  signals = kind.signals(config, T200.num_steps)
-  run = jax.jit(lambda s: run_steps(e200.task, opt, s, T200.num_steps,
-                                    signals=signals))
-  for i, inst in enumerate(runs):
-    _, m = run(init_state(e200.task, opt, inst.key()))
-    np.testing.assert_allclose(np.asarray(m["lr"]), env_lr[i], rtol=1e-5)
+  opt = kind.optimizer(actor, config, steps)
+  run = jax.jit(lambda s: run_steps(task, opt, s, steps,
+                                    signals=kind.signals(config, steps)))
+  return lambda key: np.asarray(run(init_state(task, opt, key))[1]["lr"])
 
 
 def test_base_factor_is_one_or_the_cosine_decay():
@@ -267,3 +272,31 @@ def test_ppo_cycles_family_shapes_of_different_budgets():
                                       minibatches=2))
   assert [h["env_index"] for h in hist] == [0, 1]
   assert all(np.isfinite(v) for h in hist for v in h.values())
+
+
+def test_densify_env_and_frozen_policy_decide_at_the_same_points():
+  """With ``decision_spacing="densify"`` the environment's windows follow
+  :func:`decision_bounds` (200 steps in 5 decisions: 56, 56, 40, 24, 24
+  steps), and the policy saved with the 100-step config, deployed on 200
+  steps, applies the environment's rates step for step."""
+  cfg = _env_cfg(decision_spacing="densify")
+  e100, e200 = family_envs([T100, T200], cfg, DECISIONS)
+  np.testing.assert_array_equal(rp.decision_bounds(e200.policy_cfg),
+                                [0, 56, 112, 152, 176, 200])
+  actor = _decisive_actor(e100.policy_cfg)
+  inst = dataclasses.replace(T200, seed=3)
+  _, traj = jax.jit(functools.partial(rollout, e200, deterministic=True))(
+      actor, inst.key()[None])
+  lr = np.asarray(traj["lr"])[:, 0]  # [decisions, longest window]
+  assert lr.shape == (DECISIONS, 56)
+  lengths = np.isfinite(lr).sum(1)
+  np.testing.assert_array_equal(lengths, [56, 56, 40, 24, 24])
+  assert np.isfinite(lr[:, -1]).all()  # right-aligned: last step kept
+  env_lr = lr[np.isfinite(lr)]
+  # One rate per window, a new one at every decision.
+  per_window = np.split(env_lr, np.cumsum(lengths)[:-1])
+  assert all(np.ptp(w) == 0 for w in per_window)
+  assert len(np.unique(np.round([w[0] for w in per_window], 6))) > 1
+
+  run = _deployed(actor, e100.policy_cfg, cfg, e200.task, T200.num_steps)
+  np.testing.assert_allclose(run(inst.key()), env_lr, rtol=1e-5)

@@ -9,7 +9,10 @@ that a deployed policy sees exactly the observations it was trained on:
   per-step statistics of the training signals (``value=``, ``val_value=``,
   ``val_probs=``, the extra args of the policy's transformation);
 * :func:`observe`: the observation vector at a decision;
-* :func:`decide`: a decision applied to the :class:`RLPolicyState`.
+* :func:`decide`: a decision applied to the :class:`RLPolicyState`;
+* :func:`decision_bounds`: where in the budget the decisions fall
+  (``decision_spacing``), read by the environment's windows and the frozen
+  policy's decision steps alike.
 
 Observation (``features="basic"``, 8 entries; every entry is a ratio, a log
 ratio or a fraction, so one policy transfers between tasks and models):
@@ -79,6 +82,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lrmeta.controllers import checks
@@ -97,6 +101,10 @@ SCALE_FREE_RANGES = ((0.0, 1.0), (-5.0, 2.0), (-3.0, 3.0), (-3.0, 3.0), None,
 _CLIP = 10.0
 _EPS = 1e-8
 BASE_SCHEDULES = ("constant", "cosine", "wsd")
+DECISION_SPACINGS = ("uniform", "densify")
+# "densify": this fraction of the decisions falls in the first
+# DENSIFY_KNEE[1] of the budget, the rest in the remainder.
+DENSIFY_KNEE = (0.5, 0.7)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +133,13 @@ class PolicyConfig:
       warm-up-stable-decay baseline's unit schedule: hold, then a linear
       decay to 0 over the last fifth of the budget; the policy corrects a
       hold-then-cut schedule).
+    decision_spacing: where the ``num_decisions`` decisions fall in the
+      budget (:func:`decision_bounds`): ``"uniform"`` (every
+      ``steps_per_action`` steps) or ``"densify"`` (the same number of
+      decisions, half of them in the first 70 % of the budget and half in
+      the last 30 %, so the interval shrinks towards the end: 28 steps,
+      then 12, for 20 decisions over 400 steps). At any budget the frozen
+      policy places its decisions the same way.
   """
 
   steps_per_action: int = 20
@@ -139,9 +154,12 @@ class PolicyConfig:
   probe_size: int = 64
   hidden: tuple[int, ...] = (32, 32)
   base_schedule: str = "constant"
+  decision_spacing: str = "uniform"
 
   def __post_init__(self):
     fn = "PolicyConfig"
+    checks.one_of(fn, "decision_spacing", self.decision_spacing,
+                  DECISION_SPACINGS)
     checks.one_of(fn, "features", self.features, tuple(FEATURE_SETS))
     checks.one_of(fn, "base_schedule", self.base_schedule, BASE_SCHEDULES)
     checks.one_of(fn, "action", self.action, ("discrete", "continuous"))
@@ -170,6 +188,57 @@ class PolicyConfig:
   @property
   def num_decisions(self) -> int:
     return -(-self.total_steps // self.steps_per_action)
+
+
+def decision_bounds(cfg: PolicyConfig) -> np.ndarray:
+  """The steps at which decision windows start, then the budget:
+  ``[num_decisions + 1]`` increasing integers from 0 to ``total_steps``.
+
+  ``"uniform"``: ``k * steps_per_action`` (the last window shorter when
+  ``steps_per_action`` does not divide the budget). ``"densify"``: the
+  piecewise-linear map of ``k / num_decisions`` that sends the first half
+  of the decisions to the first 70 % of the budget and the second half to
+  the last 30 % (:data:`DENSIFY_KNEE`), rounded to steps.
+
+  Raises:
+    ValueError: a ``"densify"`` window would be empty (fewer than about
+      ``num_decisions / 0.6`` steps in the budget).
+  """
+  d, t = cfg.num_decisions, cfg.total_steps
+  if cfg.decision_spacing == "uniform":
+    return np.minimum(np.arange(d + 1) * cfg.steps_per_action, t)
+  half, early = DENSIFY_KNEE
+  u = np.arange(d + 1) / d
+  g = np.where(u <= half, u * early / half,
+               early + (u - half) * (1 - early) / (1 - half))
+  bounds = np.floor(t * g + 0.5).astype(np.int64)
+  if np.any(np.diff(bounds) < 1):
+    raise ValueError(f"decision_spacing='densify': {d} decisions do not fit "
+                     f"a budget of {t} steps (an empty window)")
+  return bounds
+
+
+def window_lengths(cfg: PolicyConfig) -> tuple[int, ...]:
+  """Steps of each decision window (:func:`decision_bounds`)."""
+  return tuple(int(n) for n in np.diff(decision_bounds(cfg)))
+
+
+def is_decision_step(cfg: PolicyConfig, count: jax.Array) -> jax.Array:
+  """Whether update ``count`` (0-based) starts a decision window: every
+  ``steps_per_action``-th update (``"uniform"``, past the budget too), or
+  one of :func:`decision_bounds` before the budget (``"densify"``)."""
+  if cfg.decision_spacing == "uniform":
+    return count % cfg.steps_per_action == 0
+  starts = jnp.asarray(decision_bounds(cfg)[:-1], jnp.int32)
+  return jnp.any(count == starts)
+
+
+def is_window_end(cfg: PolicyConfig, step: jax.Array) -> jax.Array:
+  """Whether update ``step`` (0-based) is the last of a decision window."""
+  if cfg.decision_spacing == "uniform":
+    return (step + 1) % cfg.steps_per_action == 0
+  ends = jnp.asarray(decision_bounds(cfg)[1:], jnp.int32)
+  return jnp.any(step + 1 == ends)
 
 
 class FeatureState(NamedTuple):
@@ -349,8 +418,9 @@ def decide(cfg: PolicyConfig, state: RLPolicyState, params: optax.Params,
   return state._replace(log_scale=log_scale, feats=f)
 
 
-__all__ = ["BASE_SCHEDULES", "FEATURE_NAMES", "FEATURE_SETS",
-           "SCALE_FREE_NAMES", "SCALE_FREE_RANGES", "FeatureState",
-           "PolicyConfig", "RLPolicyState", "decide", "feature_names",
-           "init_features", "observe", "output_layer", "scale_free_bounds",
-           "track"]
+__all__ = ["BASE_SCHEDULES", "DECISION_SPACINGS", "DENSIFY_KNEE",
+           "FEATURE_NAMES", "FEATURE_SETS", "SCALE_FREE_NAMES",
+           "SCALE_FREE_RANGES", "FeatureState", "PolicyConfig",
+           "RLPolicyState", "decide", "decision_bounds", "feature_names",
+           "init_features", "is_decision_step", "is_window_end", "observe",
+           "output_layer", "scale_free_bounds", "track", "window_lengths"]

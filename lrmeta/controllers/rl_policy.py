@@ -6,8 +6,9 @@ the controller as Xu, Dai, Kemp, Metz (2019) built it is
 :mod:`lrmeta.controllers.rl_xu2019`.
 
 The policy network (trained by :mod:`lrmeta.rl`) reads normalised features of
-the training dynamics every ``steps_per_action`` updates and multiplies the
-learning rate by a factor it chooses. This module and
+the training dynamics every ``steps_per_action`` updates (or at the points
+of ``decision_spacing="densify"``, closer together towards the end of the
+budget) and multiplies the learning rate by a factor it chooses. This module and
 :mod:`lrmeta.controllers.rl_features` own everything the policy and the RL
 environment must agree on, so that a policy deployed here sees exactly the
 observations it was trained on (the names of both are importable from here):
@@ -53,14 +54,17 @@ import optax
 
 from lrmeta.controllers import checks
 from lrmeta.schedules.baselines import unit_schedule
-from lrmeta.controllers.rl_features import (BASE_SCHEDULES, FEATURE_NAMES,
+from lrmeta.controllers.rl_features import (BASE_SCHEDULES,
+                                            DECISION_SPACINGS, FEATURE_NAMES,
                                             FEATURE_SETS, SCALE_FREE_NAMES,
                                             SCALE_FREE_RANGES, FeatureState,
                                             PolicyConfig, RLPolicyState, _f32,
-                                            decide, feature_names,
-                                            init_features, observe,
-                                            output_layer, scale_free_bounds,
-                                            track)
+                                            decide, decision_bounds,
+                                            feature_names, init_features,
+                                            is_decision_step, is_window_end,
+                                            observe, output_layer,
+                                            scale_free_bounds, track,
+                                            window_lengths)
 
 
 # -- the actor --------------------------------------------------------------
@@ -142,6 +146,7 @@ def base_factor(cfg: PolicyConfig, count: jax.Array) -> jax.Array:
 def _transform(cfg: PolicyConfig, actor_params, deterministic: bool,
                seed: int) -> optax.GradientTransformationExtraArgs:
   net = make_policy_net(cfg) if actor_params is not None else None
+  decision_bounds(cfg)  # refuses a spacing that does not fit the budget
 
   def init_fn(params):
     return RLPolicyState(
@@ -164,7 +169,7 @@ def _transform(cfg: PolicyConfig, actor_params, deterministic: bool,
                           deterministic)
         return decide(cfg, s, params, action_log_factor(cfg, a))
 
-      state = jax.lax.cond(state.count % cfg.steps_per_action == 0, act,
+      state = jax.lax.cond(is_decision_step(cfg, state.count), act,
                            lambda s: s, state)
       state = state._replace(key=jax.random.key_data(key))
     feats = track(cfg, state.feats, updates, value=value, val_value=val_value,
@@ -256,10 +261,12 @@ def init_actor(cfg: PolicyConfig, key: jax.Array) -> Any:
   return make_policy_net(cfg).init(key, jnp.zeros((cfg.obs_dim,), jnp.float32))
 
 
-__all__ = ["BASE_SCHEDULES", "FEATURE_NAMES", "FEATURE_SETS",
-           "SCALE_FREE_NAMES", "SCALE_FREE_RANGES", "FeatureState",
-           "PolicyConfig", "PolicyNet", "RLPolicyState", "action_log_factor",
-           "base_factor", "decide", "feature_names", "init_actor",
-           "init_features", "keep_index", "make_policy_net", "observe",
+__all__ = ["BASE_SCHEDULES", "DECISION_SPACINGS", "FEATURE_NAMES",
+           "FEATURE_SETS", "SCALE_FREE_NAMES", "SCALE_FREE_RANGES",
+           "FeatureState", "PolicyConfig", "PolicyNet", "RLPolicyState",
+           "action_log_factor", "base_factor", "decide", "decision_bounds",
+           "feature_names", "init_actor", "init_features",
+           "is_decision_step", "is_window_end", "keep_index",
+           "make_policy_net", "observe", "window_lengths",
            "output_layer", "policy_action", "rl_features_scale",
            "rl_lr_policy", "rl_lr_sgd", "scale_free_bounds", "track"]

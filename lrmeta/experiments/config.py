@@ -260,14 +260,16 @@ def transfer_section(dataset: str, model: str, batch_size: int, steps: int,
                      max_train: int = 0, tune_seeds: tuple[int, ...] = (100,),
                      test_seeds: tuple[int, ...] = tuple(range(1000, 1010)),
                      baselines: tuple[str, ...] = (), eval_every: int = 0,
-                     eval_examples: int = 0, executor: str = "sequential"
+                     eval_examples: int = 0, executor: str = "sequential",
+                     hidden: tuple[int, ...] = ()
                      ) -> ml_collections.ConfigDict:
   """One transfer section, the schema every ``transfer`` block shares (read
   by :func:`lrmeta.experiments.transfer.transfer_stage`; the keys are
   described there)."""
   t = ml_collections.ConfigDict()
   t.dataset = dataset
-  t.model = model                # at its default widths
+  t.model = model
+  t.hidden = tuple(hidden)       # an MLP's widths; (): the model's defaults
   t.max_train = max_train        # 0: the whole training split
   t.num_val = num_val
   t.batch_size = batch_size

@@ -356,6 +356,7 @@ RULES: dict[str, Check] = {
     "env.factors": sequence(RATE, what="positive factors"),
     "env.max_log_factor": RATE,
     "env.base_schedule": one_of(("constant", "cosine", "wsd")),
+    "env.decision_spacing": one_of(("uniform", "densify")),
     "env.hidden": WIDTHS,
     "env.probe_size": COUNT,
     "env.base_lr": RATE,
@@ -431,6 +432,8 @@ TRANSFER_SECTION_RULES: dict[str, Check] = {
     "eval_every": COUNT0,                     # 0: once, at the end
     "eval_examples": COUNT0,                  # 0: the whole test split
     "executor": one_of(("sequential", "population")),
+    "hidden": sequence(COUNT, nonempty=False,
+                       what="an MLP's widths"),  # (): the model's defaults
 }
 
 

@@ -12,8 +12,10 @@ from lrmeta.experiments.family_loop import meta_train_saved
 from lrmeta.experiments.heldout import (TUNE_SEED_OFFSET, accuracy_points,
                                         controller_at, controller_method,
                                         heldout_shapes, judge, protocol,
+                                        per_seed_accuracies,
                                         tuned_controller_method, tuned_method,
-                                        versus_baselines, versus_cosine)
+                                        versus_baselines, versus_cosine,
+                                        versus_each)
 from lrmeta.experiments.jobs.meta_train import run
 from lrmeta.experiments.report import baseline_rows, rate_curves, test_note
 from lrmeta.experiments.transfer import (transfer_note, transfer_stage,
@@ -23,6 +25,8 @@ from lrmeta.protocol import DEFAULT_BASELINES, interval
 __all__ = ["DEFAULT_BASELINES", "TUNE_SEED_OFFSET", "accuracy_points",
            "baseline_rows", "controller_at", "controller_method",
            "heldout_shapes", "interval", "judge", "meta_train_saved",
+           "per_seed_accuracies",
            "protocol", "rate_curves", "run", "test_note", "transfer_note",
            "transfer_stage", "transfer_task", "tuned_controller_method",
-           "tuned_method", "versus_baselines", "versus_cosine"]
+           "tuned_method", "versus_baselines", "versus_cosine",
+           "versus_each"]

@@ -159,7 +159,8 @@ def rl_policy_config(cfg, action: str = "discrete") -> PolicyConfig:
                       factors=tuple(e["factors"]),
                       max_log_factor=e["max_log_factor"],
                       probe_size=e["probe_size"], hidden=tuple(e["hidden"]),
-                      base_schedule=e.get("base_schedule", "constant"))
+                      base_schedule=e.get("base_schedule", "constant"),
+                      decision_spacing=e.get("decision_spacing", "uniform"))
   return family_policy_config(pcfg, shortest, int(e["decisions"]))
 
 

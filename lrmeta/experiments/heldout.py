@@ -22,7 +22,8 @@ from lrmeta import learned
 from lrmeta.experiments.family_loop import build_family
 from lrmeta.protocol import (DEFAULT_BASELINES, FamilyProtocol, Method,
                              compare_family, differences, family_baselines,
-                             fixed, interval, sqrt2_grid, versus_best)
+                             fixed, interval, sqrt2_grid, verdict,
+                             versus_best)
 from lrmeta.protocol.scoring import final_scores
 from lrmeta.tasks.family import (HELD_OUT_SEED_BASE, Family, Instance,
                                  instance_task)
@@ -114,7 +115,35 @@ def versus_baselines(results, name: str,
           for how in ("family", "instance")}
 
 
+def versus_each(results, name: str, baselines: Sequence[str],
+                how: str = "family") -> dict[str, dict[str, Any]]:
+  """``name`` minus each of ``baselines`` present in ``results``, both tuned
+  ``how``: the pooled paired test-accuracy interval (points, (shape, seed)
+  pairs, :func:`lrmeta.protocol.differences`) with its ``n`` and verdict,
+  keyed by baseline."""
+  out = {}
+  for b in baselines:
+    if b in results and b != name:
+      d = differences(results, (name, how), (b, how))["pooled"]["acc"]
+      out[b] = {**interval(d), "n": int(d["n"]), "verdict": verdict(d)}
+  return out
+
+
+def per_seed_accuracies(results) -> dict[str, dict[str, Any]]:
+  """Raw held-out test accuracies (points, a diverged run 0) of every
+  method and tuning: ``{method: {"family_lr", "instance" | "family":
+  {shape: {"lr", "seeds", "test_acc"}}}}``, the pairs every interval
+  reads."""
+  def side(per):
+    return {getattr(s, "name", str(s)): {
+        "lr": r.lr, "seeds": [int(x) for x in r.seeds],
+        "test_acc": [float(x) for x in accuracy_points(r)]}
+            for s, r in per.items()}
+  return {n: {"family_lr": r.family_lr, "instance": side(r.per_instance),
+              "family": side(r.per_family)} for n, r in results.items()}
+
+
 __all__ = ["TUNE_SEED_OFFSET", "accuracy_points", "controller_at",
            "controller_method", "heldout_shapes", "judge", "protocol",
-           "tuned_controller_method", "tuned_method", "versus_baselines",
-           "versus_cosine"]
+           "per_seed_accuracies", "tuned_controller_method", "tuned_method",
+           "versus_baselines", "versus_cosine", "versus_each"]

@@ -32,7 +32,8 @@ held-out protocol, frozen transfer.
    problem in its training range or extrapolates.
 
 The results folder holds ``config.json``, ``summary.md``, ``summary.json``,
-``heldout.md``, ``features.md``, ``training_<algo>.png``,
+``heldout.md``, ``heldout_results.json`` (every method's test accuracy
+per held-out (shape, seed), both tunings), ``features.md``, ``training_<algo>.png``,
 ``meta_training.png`` (ES), ``rates.png``, ``<algo>/`` (checkpoints,
 ``training.jsonl`` / ``meta_metrics.jsonl``, ``controller/`` for ``lrmeta
 evaluate``) and ``timings.json``. A rerun resumes each trainer.
@@ -55,6 +56,7 @@ from lrmeta.experiments.rl_family_loop import (  # pylint: disable=unused-import
     saved_config, shapes_of, train)
 from lrmeta.experiments.rl_report import (late_cut_summary,
                                           observations_section,
+                                          paired_versus_baselines,
                                           train_note, trainer_summary)
 
 
@@ -173,6 +175,8 @@ def _heldout(cfg, trained, out, summary, seconds, quiet):
       results, (LABELS[algos[0]], "cosine")),
       f"{LABELS[algos[0]]} vs family-tuned cosine on held-out instances")
   summary["heldout_family_lr"] = results[LABELS[algos[0]]].family_lr
+  summary["heldout_paired"] = paired_versus_baselines(
+      results, LABELS[algos[0]], out, _log)
   for name in [LABELS[a] for a in algos] + ["cosine", "wsd"]:
     if name in results:
       cut = late_cut_summary(results[name])

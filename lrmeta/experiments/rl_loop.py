@@ -100,7 +100,8 @@ def policy_config(cfg) -> PolicyConfig:
                       action=e.action, factors=tuple(e.factors),
                       max_log_factor=e.max_log_factor,
                       probe_size=e.probe_size, hidden=tuple(e.hidden),
-                      base_schedule=e.get("base_schedule", "constant"))
+                      base_schedule=e.get("base_schedule", "constant"),
+                      decision_spacing=e.get("decision_spacing", "uniform"))
 
 
 def env_config(cfg, policy: PolicyConfig | None = None) -> LREnvConfig:

@@ -5,6 +5,7 @@ summary line."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import jax
@@ -59,6 +60,33 @@ def late_cut_summary(result) -> dict:
           "runs_below_third": int(np.sum(every < 1 / 3)),
           "runs": int(every.size),
           "per_shape": {k: float(np.nanmean(v)) for k, v in per.items()}}
+
+
+def log_paired(name: str, paired: dict, log=print) -> None:
+  """One line per tuning and baseline of :func:`paired_versus_baselines`'s
+  result."""
+  for how, rows in paired.items():
+    for b, d in rows.items():
+      log(f"  {name} minus {how}-tuned {b}: {d['mean']:+.2f} "
+          f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] points ({d['n']} "
+          f"pairs, {d['verdict']})")
+
+
+def paired_versus_baselines(results, name: str, out: pathlib.Path,
+                            log=print) -> dict:
+  """``name`` minus every tuned baseline on the held-out shapes, each side
+  tuned once for the family and per instance (:func:`family_job.versus_each`,
+  the same (shape, seed) pairs); logs one line per baseline and writes the
+  raw per-(shape, seed) test accuracies of every method to
+  ``heldout_results.json``. Returns ``{"family" | "instance": {baseline:
+  interval}}``."""
+  paired = {how: family_job.versus_each(results, name,
+                                        family_job.DEFAULT_BASELINES, how)
+            for how in ("family", "instance")}
+  log_paired(name, paired, log)
+  (out / "heldout_results.json").write_text(json.dumps(
+      family_job.per_seed_accuracies(results), indent=1, default=float))
+  return paired
 
 
 def observations_section(cfg, head, family, shapes, transfers, out, algo):
@@ -137,5 +165,6 @@ def train_note(cfg, trained, shapes) -> str:
 
 
 __all__ = ["feature_table", "late_cut_summary", "observations_section",
+           "log_paired", "paired_versus_baselines",
            "traced_observations", "train_note", "trainer_summary",
            "training_observations"]

@@ -8,8 +8,9 @@ the reproduction scripts).
 A *transfer section* (:func:`lrmeta.experiments.config.transfer_section`
 builds one; :func:`lrmeta.experiments.config_rules` checks it) holds:
 
-* the task: ``dataset``, ``model`` (at its default widths), ``batch_size``,
-  ``num_val``, ``max_train`` (0: the whole training split);
+* the task: ``dataset``, ``model`` (at its default widths, or an MLP's
+  ``hidden`` widths when given), ``batch_size``, ``num_val``, ``max_train``
+  (0: the whole training split);
 * the budget: ``steps``;
 * the protocol: ``lr_grid`` (every baseline's peak rate and every tunable
   controller's base rate tuned over it on validation, widened at its
@@ -47,11 +48,14 @@ FrozenMethods = dict[str, Callable[[int], Method]]
 
 def transfer_task(section):
   """The task of a transfer section (``dataset``, ``model`` at its default
-  widths, ``batch_size``, ``num_val``, ``max_train``; 0: all)."""
+  widths or, for an MLP, ``hidden`` when given, ``batch_size``, ``num_val``,
+  ``max_train``; 0: all)."""
+  hidden = tuple(section.get("hidden", ()))
   return make_task(section.dataset, section.model,
                    batch_size=section.batch_size,
                    data_kwargs={"num_val": section.num_val,
-                                "max_train": section.max_train or None})
+                                "max_train": section.max_train or None},
+                   model_kwargs={"hidden": hidden} if hidden else None)
 
 
 def section_protocol(section) -> Protocol:

@@ -16,6 +16,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -24,7 +25,7 @@ import optax
 
 from lrmeta.controllers.rl_policy import (PolicyConfig, init_actor,
                                           keep_index, make_policy_net,
-                                          observe, rl_lr_sgd)
+                                          observe, rl_lr_sgd, window_lengths)
 from lrmeta.learned.base import load, register
 from lrmeta.rl.env import rl_signals
 from lrmeta.train.state import SignalsFn, init_state, run_steps
@@ -118,10 +119,9 @@ def policy_trace(ckpt_dir: str, task, num_steps: int, key: jax.Array, *,
                              learning_rate=learning_rate)
   signals = CONTROLLER.signals(config, num_steps)
   net = make_policy_net(pcfg)
-  n = pcfg.steps_per_action
 
-  @jax.jit
-  def window(state):
+  @functools.partial(jax.jit, static_argnums=1)
+  def window(state, n):
     state, m = run_steps(task, opt, state, n, signals=signals)
     obs = observe(pcfg, state.opt_state[1], state.params)
     out = net.apply(actor, obs)
@@ -131,8 +131,11 @@ def policy_trace(ckpt_dir: str, task, num_steps: int, key: jax.Array, *,
 
   state = init_state(task, opt, key)
   rows = []
-  for _ in range(num_steps // n):
-    state, obs, act, lr = window(state)
+  n = pcfg.steps_per_action
+  lengths = (window_lengths(pcfg) if pcfg.decision_spacing == "densify"
+             else (n,) * (num_steps // n))
+  for n in lengths:
+    state, obs, act, lr = window(state, n)
     rows.append(jax.device_get((obs, act, lr)))
   obs, act, lr = (np.stack(r) for r in zip(*rows))
   return {"obs": obs, "probs" if pcfg.action == "discrete" else "mean": act,

@@ -41,6 +41,13 @@ cap): ``shaping * (v_prev - v) / v0`` after each decision, and at the end
 ``final_val_examples`` validation images; with the defaults the final term
 dominates, so the policy is scored mainly on where the run ends.
 
+Decision spacing (``policy.decision_spacing``, lrmeta's option):
+``"uniform"`` decides every ``steps_per_action`` steps; ``"densify"`` puts
+the same number of decisions half in the first 70 % of the budget, half in
+the last 30 % (:func:`lrmeta.controllers.rl_features.decision_bounds`), so a
+late cut can be timed finely (the authors' code of Xu et al. 2019 decides
+every step). The frozen policy spaces its decisions the same at any budget.
+
 Action choice (lrmeta's): the default is discrete, factors (0.5, 0.8, 1, 1.25,
 2) every N steps; a discrete action is easy for PPO to explore and its greedy
 mode is exactly reproducible by the deployed policy. (Xu et al. 2019's code
@@ -66,10 +73,13 @@ import optax
 
 from lrmeta.controllers.rl_policy import (PolicyConfig, RLPolicyState,
                                           action_log_factor, decide,
+                                          decision_bounds, is_window_end,
                                           make_policy_net, observe,
-                                          policy_action, rl_features_scale)
+                                          policy_action, rl_features_scale,
+                                          window_lengths)
 from lrmeta.tasks.base import Task
 from lrmeta.train import TrainState, init_state, run_steps
+from lrmeta.train.state import train_step
 
 _VAL_FOLD = 2  # fold-in tag of the validation-batch key
 
@@ -89,7 +99,8 @@ def _val_and_probs(task: Task, state: TrainState, batch_size: int,
 
 def rl_signals(cfg: PolicyConfig, batch_size: int = 256):
   """Signals for an RL policy: ``value=`` every step, and on the last step of
-  each decision window (``(step + 1) % N == 0``) ``val_value=`` a validation
+  each decision window (``(step + 1) % N == 0``, or the window ends of
+  ``decision_spacing="densify"``) ``val_value=`` a validation
   minibatch loss and, for ``"xu2019"``, ``val_probs=`` the softmax outputs on
   the first ``probe_size`` validation images (NaN on other steps)."""
   with_probs = cfg.features == "xu2019"
@@ -111,8 +122,7 @@ def rl_signals(cfg: PolicyConfig, batch_size: int = 256):
                              jnp.float32)
       return (nan,)
 
-    res = jax.lax.cond((state.step + 1) % cfg.steps_per_action == 0, measure,
-                       skip, None)
+    res = jax.lax.cond(is_window_end(cfg, state.step), measure, skip, None)
     out["val_value"] = res[0]
     if with_probs:
       out["val_probs"] = res[1]
@@ -166,6 +176,7 @@ class LREnvConfig:
       raise ValueError("init_log_lr_range must be >= 0")
     if self.policy.total_steps % self.policy.steps_per_action:
       raise ValueError("total_steps must be a multiple of steps_per_action")
+    decision_bounds(self.policy)  # refuses a spacing that does not fit
 
 
 class EnvState(NamedTuple):
@@ -286,9 +297,38 @@ class LREnv:
     obs = observe(self.cfg.policy, self.controller_state(train), train.params)
     return EnvState(train, jnp.zeros((), jnp.int32), v0, v0), obs
 
+  def _window_body(self, train: TrainState, decision: jax.Array):
+    """All but the last step of window ``decision``: ``(train, {"lr",
+    "train_loss"} per step)`` (``None``: a one-step window). Densify: a loop
+    as long as the window, metrics right-aligned in arrays as long as the
+    longest window (NaN before its first step)."""
+    pcfg, opt = self.cfg.policy, self.optimizer()
+    lengths = window_lengths(pcfg)
+    longest = max(lengths)
+    if longest == 1:
+      return train, None
+    if pcfg.decision_spacing == "uniform":
+      train, m = run_steps(self.task, opt, train, longest - 1)
+      return train, {k: m[k] for k in ("lr", "train_loss")}
+    n = jnp.asarray(lengths)[jnp.minimum(decision, len(lengths) - 1)]
+    nan = jnp.full((longest - 1,), jnp.nan, jnp.float32)
+
+    def body(carry):
+      i, tr, buf = carry
+      tr, m = train_step(self.task, opt, tr)
+      return i + 1, tr, {k: b.at[longest - n + i].set(m[k])
+                         for k, b in buf.items()}
+
+    _, train, buf = jax.lax.while_loop(
+        lambda c: c[0] < n - 1, body,
+        (jnp.zeros((), jnp.int32), train, {"lr": nan, "train_loss": nan}))
+    return train, buf
+
   def step(self, state: EnvState, action: jax.Array
            ) -> tuple[EnvState, jax.Array, jax.Array, dict[str, jax.Array]]:
-    """Applies ``action`` and trains ``steps_per_action`` steps.
+    """Applies ``action`` and trains one decision window
+    (``steps_per_action`` steps, or this decision's window of
+    ``decision_spacing="densify"``).
 
     Returns ``(state, observation, shaping reward, metrics)``.
     """
@@ -297,15 +337,13 @@ class LREnv:
     rl = decide(pcfg, self.controller_state(train), train.params,
                 action_log_factor(pcfg, action))
     train = self._with_controller(train, rl)
-    n = pcfg.steps_per_action
     # The validation measurement happens only on the window's last step;
     # running it as a separate one-step scan keeps it out of the vmapped
     # loop body (a cond on a batched predicate would compute it every step).
-    if n > 1:
-      train, m1 = run_steps(self.task, opt, train, n - 1)
+    train, m1 = self._window_body(train, state.decision)
     train, m2 = run_steps(self.task, opt, train, 1, signals=self.signals())
-    metrics = (jax.tree.map(lambda a, b: jnp.concatenate([a, b]), m1, m2)
-               if n > 1 else m2)
+    metrics = ({k: jnp.concatenate([m1[k], m2[k].astype(m1[k].dtype)])
+                for k in m1} if m1 is not None else m2)
     v = _cap(self._objective(train), state.v0, self.cfg.divergence_cap)
     reward = self.cfg.shaping * (state.v_prev - v) / state.v0
     obs = observe(pcfg, self.controller_state(train), train.params)
