@@ -4,6 +4,8 @@
       --config.controller=results/mlrsnet_fmnist/checkpoints/controller
   lrmeta evaluate --config configs/evaluate_transfer.py:small \\
       --config.controller=...   # minutes on a CPU
+  lrmeta evaluate --config configs/evaluate_transfer.py:published_fmnist \\
+      --config.controller=results/mlrsnet_published   # MLR-SNet's nets
 
 The default task is the transfer the MLR-SNet and RL papers report:
 CIFAR-10 (the JPEG copy in ../shared; results are labelled as such) with a
@@ -17,7 +19,12 @@ import ml_collections
 
 from lrmeta.experiments.config import transfer_section
 
-VARIANTS = ("", "small", "tiny")
+VARIANTS = ("", "small", "tiny", "published_fmnist", "published_cifar")
+
+# The paired comparison of a frozen controller at CPU scale: ten test seeds,
+# one tune seed, three rates, and cosine beside the two strongest decays.
+_TEST_SEEDS = tuple(range(10))
+_STRONG = ("cosine", "linear", "wsd")
 
 
 def get_config(variant=None):
@@ -66,6 +73,28 @@ def get_config(variant=None):
     t.baselines = ("cosine", "wsd")  # two of the six, for time
     t.eval_every = 8
     t.eval_examples = 200
+  elif variant in ("published_fmnist", "published_cifar"):
+    # The transfer test of docs/results/mlr_snet.md at CPU scale (2 cores):
+    # a frozen controller (e.g. the authors' published MLR-SNet, imported
+    # by scripts/import_mlrsnet.py) on the small CNN on full Fashion-MNIST
+    # or on ResNet-8 on 5,000 CIFAR-10 (JPEG copy) images, against cosine,
+    # linear decay and WSD, 10 paired test seeds.
+    c.output_dir = f"results/evaluate_{variant}"
+    t.tune_seeds, t.test_seeds = (1000,), _TEST_SEEDS
+    t.baselines = _STRONG
+    t.eval_every = 0  # one evaluation, on the whole test split, at the end
+    t.eval_examples = 0
+    if variant == "published_fmnist":
+      t.dataset, t.model = "fashion_mnist", "small_cnn"
+      t.num_val = 5000  # 55,000 training images
+      t.steps = 60  # 0.14 epoch of batch 128
+      t.lr_grid = (0.1, 0.2, 0.4)  # cosine tuned to 0.2 at 430 steps
+    else:
+      t.max_train = 5000
+      t.batch_size = 64
+      t.steps = 40  # half an epoch of 5,000 images
+      t.lr_grid = (0.3, 1.0, 3.0)  # cosine tuned to 1.0-3.0 at batch 64
+      t.eval_examples = 2000  # test and validation images per evaluation
   elif variant not in (None, ""):
     raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
   return c

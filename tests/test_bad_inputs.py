@@ -253,6 +253,18 @@ def test_unknown_saved_controller_kind(tmp_path, capsys, old_results):
   intact()
 
 
+def test_one_missing_folder_among_several_controllers(tmp_path, capsys,
+                                                     old_results):
+  import jax.numpy as jnp
+  from lrmeta.meta import save_controller
+  out, intact = old_results
+  d = str(tmp_path / "ctl")
+  save_controller(d, {"w": jnp.zeros(3)}, {"controller": "mlr_snet"})
+  line = _run(capsys, EVAL, f"--config.controller={d},/no/such/ctl", out=out)
+  assert "'/no/such/ctl'" in line and "no such folder" in line
+  intact()
+
+
 def test_check_range_messages_name_key_and_bound():
   from lrmeta.experiments.config import ConfigError, check_range, load_config
   cfg = load_config("configs/fashion_mnist.py:small")

@@ -154,7 +154,8 @@ def test_debug_shows_the_exception(tmp_path, monkeypatch):
     ("select", "configs/lrbench_fashion_mnist.py", ("small",)),
     ("meta-train", "configs/mlrsnet_fmnist.py", ("small_es", "debug")),
     ("rl-train", "configs/rl_fmnist.py", ("xu2017_small", "cifar_small")),
-    ("evaluate", "configs/evaluate_transfer.py", ("small", "tiny")),
+    ("evaluate", "configs/evaluate_transfer.py",
+     ("small", "tiny", "published_fmnist", "published_cifar")),
 ])
 def test_subcommand_help_explains_configs_and_environment(
     command, config, variants, capsys):

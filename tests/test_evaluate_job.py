@@ -35,6 +35,25 @@ def test_kind_and_clear_errors(mlr_ckpt, tmp_path, capsys):
   assert len(err) == 1 and "controller" in err[0]
 
 
+def test_several_controllers_are_labelled_by_their_folders(mlr_ckpt,
+                                                           tmp_path):
+  from lrmeta.experiments.config import ConfigError
+  from lrmeta.experiments.config import load_config
+  from lrmeta.experiments.jobs.evaluate import controller_labels
+  cfg = load_config(CFG)
+  cfg.controller = mlr_ckpt
+  assert list(controller_labels(cfg)) == ["mlr_snet (frozen)"]
+  other = tmp_path / "other"
+  learned.save(str(other), learned.load(mlr_ckpt).theta,
+               learned.load(mlr_ckpt).config)
+  cfg.controller = f"{mlr_ckpt}, {other}"
+  assert list(controller_labels(cfg)) == ["mlr_snet (frozen, controller)",
+                                          "mlr_snet (frozen, other)"]
+  cfg.controller = f"{mlr_ckpt},{mlr_ckpt}"
+  with pytest.raises(ConfigError, match="share the label"):
+    controller_labels(cfg)
+
+
 @pytest.mark.slow
 def test_evaluate_frozen_mlr_snet_against_tuned_cosine(mlr_ckpt, tmp_path,
                                                         capsys):

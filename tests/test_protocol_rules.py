@@ -111,7 +111,9 @@ def test_meta_test_and_transfer_tune_on_seeds_disjoint_from_test_seeds():
   # Every transfer section of every shipped config: its protocol is built
   # (Protocol refuses shared seeds) and its seeds are disjoint.
   for path in ("mlrsnet_fmnist.py:small", "family_es.py:small",
-               "learned_lr.py:debug", "evaluate_transfer.py:small"):
+               "learned_lr.py:debug", "evaluate_transfer.py:small",
+               "evaluate_transfer.py:published_fmnist",
+               "evaluate_transfer.py:published_cifar"):
     c = load_config(f"configs/{path}")
     for name in c.transfer.tasks:
       q = section_protocol(c.transfer[name])

@@ -208,7 +208,10 @@ def validate(cfg, command: str | None = None) -> dict:
   if command == "meta-train":
     check_meta_train_kind(flat)
   if isinstance(flat.get("controller"), str) or command == "evaluate":
-    check_controller_dir(flat.get("controller", ""))
+    spec = flat.get("controller", "")
+    for path in (spec.split(",") if isinstance(spec, str) and spec.strip()
+                 else [spec]):  # one folder, or several (comma-separated)
+      check_controller_dir(path.strip() if isinstance(path, str) else path)
   if "methods" in flat:
     check_methods(cfg)
   return check_data(flat)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import pathlib
 import time
+from typing import Any
 
 import jax
 
@@ -50,28 +51,53 @@ def frozen_methods(saved, label: str, tune: bool):
   return methods_for
 
 
-def run(cfg, *, quiet: bool = False) -> dict:
-  """Applies ``cfg.controller`` frozen to every section of ``cfg.transfer``
-  against its tuned baselines; writes the results folder and returns the
-  summary (printed as the last line)."""
-  if not cfg.controller:
+def controller_labels(cfg) -> dict[str, Any]:
+  """``label -> saved controller`` of ``cfg.controller``: one folder, or
+  several separated by commas, judged side by side on the same runs of the
+  baselines (each label then names its folder)."""
+  folders = [f.strip() for f in str(cfg.controller).split(",") if f.strip()]
+  if not folders:
     raise ConfigError("config key 'controller' is empty: give the folder of "
                       "a saved controller, e.g. --config.controller=results/"
                       "mlrsnet_fmnist/checkpoints/controller")
-  saved = learned.load(cfg.controller)
-  label = (f"{saved.kind} (frozen, base rate tuned)" if cfg.tune_controller
-           else f"{saved.kind} (frozen)")
+  how = "frozen, base rate tuned" if cfg.tune_controller else "frozen"
+  out = {}
+  for f in folders:
+    saved = learned.load(f)
+    name = "" if len(folders) == 1 else f", {pathlib.Path(f).name}"
+    label = f"{saved.kind} ({how}{name})"
+    if label in out:
+      raise ConfigError(f"two controllers in 'controller' share the label "
+                        f"{label!r}: give folders with different names")
+    out[label] = saved
+  return out
+
+
+def run(cfg, *, quiet: bool = False) -> dict:
+  """Applies ``cfg.controller`` (one folder, or several separated by
+  commas) frozen to every section of ``cfg.transfer`` against its tuned
+  baselines; writes the results folder and returns the summary (printed as
+  the last line)."""
+  saved_by_label = controller_labels(cfg)
+  label = ", ".join(saved_by_label)
+  kinds = ", ".join(dict.fromkeys(s.kind for s in saved_by_label.values()))
+
+  def methods_for(task):
+    return {n: m for lab, saved in saved_by_label.items()
+            for n, m in frozen_methods(saved, lab, cfg.tune_controller)(
+                task).items()}
+
   with res.results_folder(cfg.output_dir) as out:
     t0 = time.perf_counter()
     res.write_config(out, cfg)
-    print(f"{saved.kind} from {cfg.controller}, frozen, on "
+    print(f"{kinds} from {cfg.controller}, frozen, on "
           f"{list(cfg.transfer.tasks)}; backend {jax.default_backend()}",
           flush=True)
     summary = {"results_dir": str(pathlib.Path(cfg.output_dir)),
-               "controller": saved.kind, "method": label, "seconds": {}}
+               "controller": kinds, "method": label, "seconds": {}}
     sections: list = []
     stages = run_transfers(
-        cfg, frozen_methods(saved, label, cfg.tune_controller), summary,
+        cfg, methods_for, summary,
         sections, quiet=quiet, optimizer=cfg.optimizer.name,
         momentum=cfg.optimizer.momentum,
         weight_decay=cfg.optimizer.weight_decay)
