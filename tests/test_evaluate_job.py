@@ -54,6 +54,23 @@ def test_several_controllers_are_labelled_by_their_folders(mlr_ckpt,
     controller_labels(cfg)
 
 
+def test_a_shipped_controller_is_a_controller_by_name(mlr_ckpt):
+  from lrmeta import pretrained
+  from lrmeta.experiments.config import ConfigError, load_config
+  from lrmeta.experiments.jobs.evaluate import controller_labels
+  from lrmeta.experiments.validate import check_controller_dir
+  cfg = load_config(CFG)
+  cfg.controller = f"pretrained:learned_schedule_adam_aware,{mlr_ckpt}"
+  labels = controller_labels(cfg)
+  got = labels["learned_schedule (frozen, pretrained:learned_schedule_adam_aware)"]
+  want = pretrained.load("learned_schedule_adam_aware")
+  assert got.config == want.config
+  assert list(labels)[1] == "mlr_snet (frozen, controller)"
+  check_controller_dir("pretrained:learned_schedule_sgd")
+  with pytest.raises(ConfigError, match="no shipped controller"):
+    check_controller_dir("pretrained:no_such_controller")
+
+
 @pytest.mark.slow
 def test_evaluate_frozen_mlr_snet_against_tuned_cosine(mlr_ckpt, tmp_path,
                                                         capsys):

@@ -36,12 +36,19 @@ def _multiple(flat: dict, key: str, of: str) -> None:
 def check_controller_dir(path: str, label: str = "config key 'controller'"
                          ) -> None:
   """A folder written by :func:`lrmeta.learned.save` that loads (through
-  the store, so its kind is registered); ``label`` says where the path came
+  the store, so its kind is registered), or ``pretrained:NAME`` of a
+  shipped controller; ``label`` says where the path came
   from in the messages."""
   if not isinstance(path, str) or not path.strip():
     raise ConfigError(
         f"{label} is empty: give the folder of a saved controller, e.g. "
         f"results/mlrsnet_fmnist/checkpoints/controller")
+  if path.startswith("pretrained:"):
+    from lrmeta import pretrained  # pylint: disable=import-outside-toplevel
+    if path[len("pretrained:"):] not in pretrained.names():
+      raise ConfigError(f"{label}: no shipped controller {path!r}; "
+                        f"lrmeta.pretrained.names(): {pretrained.names()}")
+    return
   if not os.path.isdir(path):
     raise ConfigError(f"{label}: no saved controller at {path!r} (no such "
                       f"folder)")

@@ -25,7 +25,7 @@ from typing import Any
 
 import jax
 
-from lrmeta import learned
+from lrmeta import learned, pretrained
 from lrmeta.experiments import report
 from lrmeta.experiments import results as res
 from lrmeta.experiments.config import ConfigError
@@ -52,9 +52,10 @@ def frozen_methods(saved, label: str, tune: bool):
 
 
 def controller_labels(cfg) -> dict[str, Any]:
-  """``label -> saved controller`` of ``cfg.controller``: one folder, or
-  several separated by commas, judged side by side on the same runs of the
-  baselines (each label then names its folder)."""
+  """``label -> saved controller`` of ``cfg.controller``: one folder (or a
+  shipped controller, ``pretrained:NAME``), or several separated by commas,
+  judged side by side on the same runs of the baselines (each label then
+  names its folder)."""
   folders = [f.strip() for f in str(cfg.controller).split(",") if f.strip()]
   if not folders:
     raise ConfigError("config key 'controller' is empty: give the folder of "
@@ -63,7 +64,8 @@ def controller_labels(cfg) -> dict[str, Any]:
   how = "frozen, base rate tuned" if cfg.tune_controller else "frozen"
   out = {}
   for f in folders:
-    saved = learned.load(f)
+    saved = (pretrained.load(f[len(pretrained.PREFIX):])
+             if f.startswith(pretrained.PREFIX) else learned.load(f))
     name = "" if len(folders) == 1 else f", {pathlib.Path(f).name}"
     label = f"{saved.kind} ({how}{name})"
     if label in out:
